@@ -1,0 +1,19 @@
+//! HTTP routes: `/v1/uploads…` for owners, `/healthz` and `/readyz` for orchestration.
+
+pub mod health;
+pub mod uploads;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::state::AppState;
+
+/// The API's router (without middleware), for [`crate::startup`].
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/uploads", post(uploads::create).get(uploads::list))
+        .route("/v1/uploads/{id}", get(uploads::show))
+        .route("/v1/uploads/{id}/complete", post(uploads::complete))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+}

@@ -1,0 +1,353 @@
+//! Owner routes: authorize a direct upload, complete it, read one, list them.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use kiln_shared::db::uploads::{self as db, Cursor, NewUpload};
+use kiln_shared::domain::{Derivative, ImageMetadata, Upload, UploadId, UploadMethod};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Authenticated;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Body of `POST /v1/uploads`.
+#[derive(Debug, Deserialize)]
+pub struct CreateUpload {
+    /// Client filename (1–255 bytes); only its sanitized form reaches an object key.
+    pub filename: String,
+    /// Declared MIME type; must be in `api.allowed_content_types`.
+    pub content_type: String,
+    /// Exact size the client will upload, in bytes (1 ..= `api.max_upload_bytes`).
+    pub byte_size: u64,
+    /// `put` (presigned URL) or `post` (POST policy); default `put`.
+    #[serde(default = "default_method")]
+    pub method: UploadMethod,
+}
+
+fn default_method() -> UploadMethod {
+    UploadMethod::Put
+}
+
+/// Response of `POST /v1/uploads` (201): where and how to send the bytes.
+#[derive(Debug, Serialize)]
+pub struct UploadAuthorization {
+    /// Upload id, for `complete` and `GET`.
+    pub id: UploadId,
+    /// `put` or `post`.
+    pub method: UploadMethod,
+    /// PUT: the presigned URL. POST: the bucket URL to post the form to.
+    pub url: String,
+    /// PUT only: headers to send unchanged (signed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
+    /// POST only: form fields to send before the `file` field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<std::collections::BTreeMap<String, String>>,
+    /// The temp object key the bytes go to.
+    pub key: String,
+    /// When the URL or policy expires.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// `POST /v1/uploads`: records a `pending` upload and returns a presigned PUT URL or POST
+/// policy for `tmp/{owner}/{id}`, bound to the declared size and type and to
+/// `api.upload_expiry_secs`.
+///
+/// # Errors
+/// 400 for a bad filename or size, 413 over `api.max_upload_bytes`, 415 for a content type not
+/// in `api.allowed_content_types` (all before anything is signed or stored), 503 when
+/// Postgres is down.
+pub async fn create(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Json(req): Json<CreateUpload>,
+) -> Result<(StatusCode, Json<UploadAuthorization>), ApiError> {
+    let api = &state.settings.api;
+    if req.filename.is_empty() || req.filename.len() > 255 {
+        return Err(ApiError::InvalidRequest("filename must be 1-255 bytes".into()));
+    }
+    if req.byte_size == 0 {
+        return Err(ApiError::InvalidRequest("byte_size must be at least 1".into()));
+    }
+    if req.byte_size > api.max_upload_bytes {
+        return Err(ApiError::TooLarge { size: req.byte_size, max: api.max_upload_bytes });
+    }
+    let content_type = req.content_type.trim().to_ascii_lowercase();
+    if !api.allowed_content_types.iter().any(|t| t.eq_ignore_ascii_case(&content_type)) {
+        return Err(ApiError::UnsupportedContentType(req.content_type));
+    }
+
+    let id = UploadId::new();
+    let key = state.storage.layout().temp(&principal.owner, id);
+    let expires_in = Duration::from_secs(api.upload_expiry_secs);
+    let (url, headers, fields, expires_at) = match req.method {
+        UploadMethod::Put => {
+            let p = state
+                .storage
+                .presign_put(&key, req.byte_size, &content_type, expires_in)
+                .await?;
+            (p.url, Some(p.headers), None, p.expires_at)
+        }
+        UploadMethod::Post => {
+            // The policy's upper bound is the declared size, which is stricter than
+            // `max_upload_bytes`: a larger file is refused by S3 itself.
+            let p = state.storage.post_policy(&key, &content_type, req.byte_size, expires_in);
+            (p.url, None, Some(p.fields), p.expires_at)
+        }
+    };
+    db::insert_pending(
+        &state.pool,
+        &NewUpload {
+            id,
+            owner: &principal.owner,
+            filename: &req.filename,
+            content_type: &content_type,
+            byte_size: i64::try_from(req.byte_size).unwrap_or(i64::MAX),
+            method: req.method,
+            temp_key: &key,
+            expires_at,
+        },
+    )
+    .await?;
+    tracing::info!(upload_id = %id, owner = %principal.owner, method = req.method.as_str(), "upload authorized");
+    Ok((
+        StatusCode::CREATED,
+        Json(UploadAuthorization { id, method: req.method, url, headers, fields, key, expires_at }),
+    ))
+}
+
+/// `POST /v1/uploads/{id}/complete`: verifies the temp object (HeadObject: present, declared
+/// size), moves the upload to `uploaded` and enqueues exactly one ProcessUpload job. 202 with
+/// the upload. Idempotent: a repeated call returns the current state and enqueues nothing.
+///
+/// # Errors
+/// 404 for an unknown id or another owner's upload; 409 `object_missing` when nothing was
+/// uploaded; 422 `size_mismatch` when the object's size is not the declared one (the object
+/// is deleted, and the client may upload again before expiry); 503 when a dependency is down
+/// (the upload stays `pending`, so the call can be retried).
+pub async fn complete(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(id): Path<UploadId>,
+) -> Result<(StatusCode, Json<UploadView>), ApiError> {
+    let upload =
+        db::get_owned(&state.pool, &principal.owner, id).await?.ok_or(ApiError::NotFound)?;
+    if upload.state != kiln_shared::domain::UploadState::Pending {
+        return Ok((StatusCode::ACCEPTED, Json(view(&state, upload, true).await?)));
+    }
+    let head = state.storage.head(&upload.temp_key).await?.ok_or(ApiError::ObjectMissing)?;
+    let declared = upload.byte_size.max(0) as u64;
+    if head.size != declared {
+        state.storage.delete(&upload.temp_key).await?;
+        return Err(ApiError::SizeMismatch { declared, actual: head.size });
+    }
+    let Some(uploaded) = db::mark_uploaded(&state.pool, &principal.owner, id).await? else {
+        // A concurrent call won the transition and enqueued the job.
+        let current = db::get_owned(&state.pool, &principal.owner, id)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        return Ok((StatusCode::ACCEPTED, Json(view(&state, current, true).await?)));
+    };
+    if let Err(e) = state.queue.push_process_upload(id).await {
+        // Hand the upload back to `pending` so the client's retry of `complete` enqueues it.
+        db::revert_to_pending(&state.pool, id).await?;
+        return Err(e.into());
+    }
+    tracing::info!(upload_id = %id, "upload completed; job enqueued");
+    Ok((StatusCode::ACCEPTED, Json(view(&state, uploaded, true).await?)))
+}
+
+/// `GET /v1/uploads/{id}`: the upload with its state, error, metadata and derivatives (each
+/// with a presigned GET URL valid for `storage.download_url_expiry_secs`).
+///
+/// # Errors
+/// 404 for an unknown id or another owner's upload; 503 when a dependency is down.
+pub async fn show(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(id): Path<UploadId>,
+) -> Result<Json<UploadView>, ApiError> {
+    let upload =
+        db::get_owned(&state.pool, &principal.owner, id).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(view(&state, upload, true).await?))
+}
+
+/// Query of `GET /v1/uploads`.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    /// Page size, 1–100 (default 20).
+    pub limit: Option<i64>,
+    /// Opaque cursor from the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+/// A page of uploads.
+#[derive(Debug, Serialize)]
+pub struct UploadPage {
+    /// Uploads, newest first (without derivative URLs; `GET /v1/uploads/{id}` has them).
+    pub items: Vec<UploadView>,
+    /// Cursor for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /v1/uploads?limit&cursor`: the owner's uploads, newest first, keyset-paginated on
+/// `(created_at, id)`.
+///
+/// # Errors
+/// 400 for a malformed cursor or a limit outside 1–100; 503 when Postgres is down.
+pub async fn list(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<UploadPage>, ApiError> {
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::InvalidRequest("limit must be 1-100".into()));
+    }
+    let cursor = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let mut uploads = db::list_owned(&state.pool, &principal.owner, limit + 1, cursor).await?;
+    let next_cursor = if uploads.len() as i64 > limit {
+        uploads.truncate(limit as usize);
+        uploads.last().map(|u| encode_cursor(&Cursor { created_at: u.created_at, id: u.id }))
+    } else {
+        None
+    };
+    let mut items = Vec::with_capacity(uploads.len());
+    for u in uploads {
+        items.push(view(&state, u, false).await?);
+    }
+    Ok(Json(UploadPage { items, next_cursor }))
+}
+
+fn encode_cursor(c: &Cursor) -> String {
+    let raw = format!("{}|{}", c.created_at.timestamp_micros(), c.id);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn decode_cursor(s: &str) -> Result<Cursor, ApiError> {
+    let bad = || ApiError::InvalidRequest("malformed cursor".into());
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
+    let raw = String::from_utf8(raw).map_err(|_| bad())?;
+    let (micros, id) = raw.split_once('|').ok_or_else(bad)?;
+    let created_at =
+        DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
+    Ok(Cursor { created_at, id: id.parse().map_err(|_| bad())? })
+}
+
+/// An upload as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct UploadView {
+    /// Upload id.
+    pub id: UploadId,
+    /// State: `pending`, `uploaded`, `processing`, `ready`, `failed` or `expired`.
+    pub state: kiln_shared::domain::UploadState,
+    /// Client filename.
+    pub filename: String,
+    /// Declared content type.
+    pub content_type: String,
+    /// Declared size, in bytes.
+    pub byte_size: i64,
+    /// Upload method.
+    pub method: UploadMethod,
+    /// Processing attempts so far.
+    pub attempts: i32,
+    /// Set when failed: the stable code and the last message.
+    pub error: Option<ErrorView>,
+    /// Set when ready.
+    pub metadata: Option<ImageMetadata>,
+    /// Derivatives, when ready (empty in list pages).
+    pub derivatives: Vec<DerivativeView>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// Upload window end.
+    pub expires_at: DateTime<Utc>,
+    /// When `complete` succeeded.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// When processing finished.
+    pub ready_at: Option<DateTime<Utc>>,
+}
+
+/// Error of a failed upload.
+#[derive(Debug, Serialize)]
+pub struct ErrorView {
+    /// Stable code, e.g. `corrupt_image`.
+    pub code: String,
+    /// Human-readable reason.
+    pub message: String,
+}
+
+/// One derivative with a short-lived download URL.
+#[derive(Debug, Serialize)]
+pub struct DerivativeView {
+    /// Rendition name, e.g. `thumb`.
+    pub name: String,
+    /// Width, in pixels.
+    pub width: u32,
+    /// Height, in pixels.
+    pub height: u32,
+    /// Format, e.g. `webp`.
+    pub format: String,
+    /// Size, in bytes.
+    pub bytes: u64,
+    /// Recipe version it was rendered with.
+    pub recipe_version: u32,
+    /// Presigned GET URL.
+    pub url: String,
+    /// When `url` expires.
+    pub url_expires_at: DateTime<Utc>,
+}
+
+async fn view(state: &AppState, u: Upload, with_derivatives: bool) -> Result<UploadView, ApiError> {
+    let mut derivatives = Vec::new();
+    if with_derivatives && u.state == kiln_shared::domain::UploadState::Ready {
+        for d in db::derivatives(&state.pool, u.id).await? {
+            derivatives.push(derivative_view(state, d).await?);
+        }
+    }
+    let error = match (u.state, u.error_code) {
+        (kiln_shared::domain::UploadState::Failed, Some(code)) => Some(ErrorView {
+            code: code.as_str().to_owned(),
+            message: u.error_message.clone().unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    Ok(UploadView {
+        id: u.id,
+        state: u.state,
+        filename: u.filename,
+        content_type: u.content_type,
+        byte_size: u.byte_size,
+        method: u.method,
+        attempts: u.attempts,
+        error,
+        metadata: u.metadata,
+        derivatives,
+        created_at: u.created_at,
+        updated_at: u.updated_at,
+        expires_at: u.expires_at,
+        completed_at: u.completed_at,
+        ready_at: u.ready_at,
+    })
+}
+
+async fn derivative_view(state: &AppState, d: Derivative) -> Result<DerivativeView, ApiError> {
+    let signed = state.storage.presign_get(&d.object_key).await?;
+    Ok(DerivativeView {
+        name: d.rendition,
+        width: d.width,
+        height: d.height,
+        format: d.format,
+        bytes: d.byte_size,
+        recipe_version: d.recipe_version,
+        url: signed.url,
+        url_expires_at: signed.expires_at,
+    })
+}

@@ -1,0 +1,93 @@
+//! Testable startup: [`Application::build`] binds the listener (port 0 works) and wires the
+//! state; [`Application::run_until_stopped`] serves until the shutdown future resolves.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::http::{HeaderName, Request};
+use kiln_shared::Settings;
+use kiln_shared::queue::JobQueue;
+use kiln_shared::storage::Storage;
+use tokio::net::TcpListener;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::routes;
+use crate::state::AppState;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A bound, not yet serving, API server.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects to Postgres (lazily), Redis and S3 (no request yet) and binds `api.listen`.
+    ///
+    /// # Errors
+    /// When the address cannot be bound, or the Redis or Postgres URL is malformed.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let pool = kiln_shared::db::connect(&settings.database)?;
+        let storage = Storage::new(&settings.storage);
+        let queue = JobQueue::connect(&settings.redis).await.context("while connecting to Redis")?;
+        let listener = TcpListener::bind(settings.api.listen)
+            .await
+            .with_context(|| format!("while binding {}", settings.api.listen))?;
+        let state = AppState { settings: Arc::new(settings), pool, storage, queue };
+        Ok(Self { listener, router: router(state.clone()), state })
+    }
+
+    /// The bound port (useful with `listen = 127.0.0.1:0`).
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The handler state (for tests that inspect the queue or database directly).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    ///
+    /// # Errors
+    /// When the server fails to accept connections.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.local_addr(), "api listening");
+        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await?;
+        Ok(())
+    }
+}
+
+/// The full router with middleware: request ids (accepted from `x-request-id` or generated,
+/// echoed back), tracing spans carrying the request id, and a 30 s request timeout.
+pub fn router(state: AppState) -> Router {
+    routes::router()
+        .with_state(state)
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let request_id =
+                req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("http", method = %req.method(), uri = %req.uri(), request_id)
+        }))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}

@@ -1,0 +1,360 @@
+//! The one typed settings tree for every role (API, worker, client, CLI).
+//!
+//! Layers, later wins: built-in defaults ([`Settings::default`]), then an optional TOML file,
+//! then environment variables `KILN__SECTION__KEY` (double underscore between levels, e.g.
+//! `KILN__API__LISTEN=127.0.0.1:8080`). `kiln.example.toml` at the repository root documents
+//! every key with its env var.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::rendition::Rendition;
+
+/// Serialises a secret in clear. Settings are serialised only to seed figment's defaults layer;
+/// `Debug` still redacts secrets, so logging settings does not leak them.
+fn expose_secret<S: serde::Serializer>(secret: &SecretString, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(secret.expose_secret())
+}
+
+/// Every setting Kiln reads, grouped by concern.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Settings {
+    /// PostgreSQL connection.
+    pub database: DatabaseSettings,
+    /// Redis connection and the apalis queue.
+    pub redis: RedisSettings,
+    /// S3 endpoint, bucket and credentials.
+    pub storage: StorageSettings,
+    /// HTTP API and upload authorization.
+    pub api: ApiSettings,
+    /// Worker concurrency, retries, limits and renditions.
+    pub worker: WorkerSettings,
+    /// JWT signing.
+    pub auth: AuthSettings,
+    /// Logging.
+    pub telemetry: TelemetrySettings,
+}
+
+/// Errors from [`Settings::load`].
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A layer could not be read or a value has the wrong type.
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+    /// The values parse but break a rule (named in the message).
+    #[error("invalid configuration: {0}")]
+    Rule(String),
+}
+
+impl Settings {
+    /// Loads defaults, then `file` if given (it must exist), then `KILN__…` env vars.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when the file is missing or malformed or a value has the wrong
+    /// type; [`ConfigError::Rule`] when [`Settings::validate`] rejects the result.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Rule(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let settings: Settings = figment
+            .merge(Env::prefixed("KILN__").split("__"))
+            .extract()
+            .map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks cross-field rules that types cannot express.
+    ///
+    /// # Errors
+    /// [`ConfigError::Rule`] naming the first broken rule.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let rule = |ok: bool, msg: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::Rule(msg.to_owned()))
+            }
+        };
+        rule(self.api.max_upload_bytes > 0, "api.max_upload_bytes must be > 0")?;
+        rule(
+            self.api.upload_expiry_secs > 0 && self.api.upload_expiry_secs <= 7 * 24 * 3600,
+            "api.upload_expiry_secs must be within 1 s ..= 7 days (SigV4 presign limit)",
+        )?;
+        rule(self.worker.concurrency > 0, "worker.concurrency must be > 0")?;
+        rule(self.worker.max_attempts > 0, "worker.max_attempts must be > 0")?;
+        rule(
+            self.redis.orphan_timeout() > Duration::from_secs(self.worker.shutdown_timeout_secs),
+            "the orphan timeout (redis.heartbeat_secs × redis.missed_heartbeats) must be longer than worker.shutdown_timeout_secs",
+        )?;
+        rule(
+            !self.worker.renditions.is_empty(),
+            "worker.renditions must name at least one rendition",
+        )?;
+        for r in &self.worker.renditions {
+            r.validate().map_err(ConfigError::Rule)?;
+        }
+        Ok(())
+    }
+}
+
+/// PostgreSQL settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DatabaseSettings {
+    /// Connection URL, e.g. `postgres://postgres@127.0.0.1:5432/kiln` (`KILN__DATABASE__URL`).
+    pub url: String,
+    /// Pool size per process.
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: "postgres://postgres@127.0.0.1:5432/kiln".into(),
+            max_connections: 10,
+        }
+    }
+}
+
+/// Redis and apalis queue settings (see `../shared/notes/apalis-redis-1.0.md`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RedisSettings {
+    /// Connection URL (`KILN__REDIS__URL`).
+    pub url: String,
+    /// apalis namespace of the ProcessUpload queue; every key starts with it.
+    pub queue: String,
+    /// How often an idle worker polls for new jobs, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Worker heartbeat period, in seconds.
+    pub heartbeat_secs: u64,
+    /// Missed heartbeats before a worker's jobs count as orphans and are re-enqueued.
+    pub missed_heartbeats: u32,
+    /// Redis response timeout, in milliseconds (apalis-redis#76: the 500 ms default is fatal
+    /// under load).
+    pub response_timeout_ms: u64,
+}
+
+impl RedisSettings {
+    /// heartbeat × missed heartbeats: how long a silent worker keeps its jobs.
+    pub fn orphan_timeout(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_secs * u64::from(self.missed_heartbeats))
+    }
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            queue: "kiln:process_upload".into(),
+            poll_interval_ms: 200,
+            heartbeat_secs: 5,
+            missed_heartbeats: 6,
+            response_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// S3 settings. Works with AWS and any S3-compatible server (Garage in development).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StorageSettings {
+    /// Endpoint URL, e.g. `http://127.0.0.1:3900`; empty means AWS's regional endpoint.
+    pub endpoint: String,
+    /// Signing region; must equal the server's region (Garage: `s3_region`).
+    pub region: String,
+    /// Bucket holding temp objects, originals and derivatives.
+    pub bucket: String,
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    #[serde(serialize_with = "expose_secret")]
+    pub secret_access_key: SecretString,
+    /// Path-style addressing (`{endpoint}/{bucket}/{key}`); required by Garage and MinIO.
+    pub force_path_style: bool,
+    /// Prefix before every object key (e.g. `tenant-a/`), so deployments or tests can share a
+    /// bucket. Empty by default.
+    pub key_prefix: String,
+    /// Lifetime of presigned GET URLs for derivatives, in seconds.
+    pub download_url_expiry_secs: u64,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            endpoint: "http://127.0.0.1:3900".into(),
+            region: "us-east-1".into(),
+            bucket: "kiln".into(),
+            access_key_id: String::new(),
+            secret_access_key: SecretString::from(String::new()),
+            force_path_style: true,
+            key_prefix: String::new(),
+            download_url_expiry_secs: 300,
+        }
+    }
+}
+
+/// HTTP API settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ApiSettings {
+    /// Listen address (`KILN__API__LISTEN`), e.g. `127.0.0.1:8080`; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Largest accepted upload, in bytes.
+    pub max_upload_bytes: u64,
+    /// Lifetime of a presigned PUT URL or POST policy, in seconds.
+    pub upload_expiry_secs: u64,
+    /// Content types a client may declare (the worker sniffs the real format anyway).
+    pub allowed_content_types: Vec<String>,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_upload_bytes: 100 * 1024 * 1024,
+            upload_expiry_secs: 900,
+            allowed_content_types: [
+                "image/jpeg",
+                "image/png",
+                "image/gif",
+                "image/webp",
+                "image/tiff",
+                "image/heic",
+                "image/heif",
+                "image/avif",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+/// JWT settings (HS256).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthSettings {
+    /// HMAC secret for HS256 tokens (`KILN__AUTH__JWT_SECRET`).
+    #[serde(serialize_with = "expose_secret")]
+    pub jwt_secret: SecretString,
+    /// Lifetime of tokens minted by `kiln token`, in seconds.
+    pub token_ttl_secs: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            jwt_secret: SecretString::from("dev-secret-change-me".to_owned()),
+            token_ttl_secs: 24 * 3600,
+        }
+    }
+}
+
+/// Worker settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkerSettings {
+    /// Jobs processed at once by one worker process.
+    pub concurrency: usize,
+    /// Attempts for transient failures, the first included.
+    pub max_attempts: u32,
+    /// Time a stopping worker gives in-flight jobs, in seconds.
+    pub shutdown_timeout_secs: u64,
+    /// Largest original the worker will fetch and decode, in bytes.
+    pub max_encoded_bytes: u64,
+    /// Largest decoded image, in pixels (width × height).
+    pub max_pixels: u64,
+    /// Largest width or height, in pixels.
+    pub max_dimension: u32,
+    /// The renditions rendered for every upload.
+    pub renditions: Vec<Rendition>,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 2,
+            max_attempts: 5,
+            shutdown_timeout_secs: 20,
+            max_encoded_bytes: 100 * 1024 * 1024,
+            max_pixels: 100_000_000,
+            max_dimension: 30_000,
+            renditions: Rendition::defaults(),
+        }
+    }
+}
+
+/// Log settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TelemetrySettings {
+    /// `text` for development, `json` for production.
+    pub format: LogFormat,
+    /// `tracing_subscriber::EnvFilter` directive; `RUST_LOG` overrides it.
+    pub filter: String,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            filter: "info,aws_config=warn,aws_smithy_runtime=warn,sqlx=warn".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Settings::default().validate().unwrap();
+    }
+
+    #[test]
+    fn orphan_timeout_must_exceed_shutdown_timeout() {
+        let mut s = Settings::default();
+        s.redis.heartbeat_secs = 2;
+        s.redis.missed_heartbeats = 3;
+        s.worker.shutdown_timeout_secs = 6;
+        assert!(matches!(s.validate(), Err(ConfigError::Rule(_))));
+    }
+
+    #[test]
+    fn env_overrides_file_and_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("kiln.toml", "[api]\nlisten = \"127.0.0.1:9000\"\nmax_upload_bytes = 5\n")?;
+            jail.set_env("KILN__API__LISTEN", "127.0.0.1:9100");
+            let s = Settings::load(Some(Path::new("kiln.toml"))).expect("load");
+            assert_eq!(s.api.listen.port(), 9100);
+            assert_eq!(s.api.max_upload_bytes, 5);
+            Ok(())
+        });
+    }
+}

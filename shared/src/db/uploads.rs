@@ -1,0 +1,359 @@
+//! Upload and derivative queries. Every state change is a conditional UPDATE
+//! (`WHERE state = …`), so concurrent or duplicate callers cannot move a row backwards.
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, PgPool, Postgres, Transaction};
+
+use super::DbError;
+use crate::domain::{
+    Derivative, ErrorCode, ImageMetadata, OwnerId, Upload, UploadId, UploadMethod, UploadState,
+};
+
+const UPLOAD_COLUMNS: &str = "id, owner, state, filename, content_type, byte_size, method, \
+     temp_key, final_key, metadata, error_code, error_message, attempts, expires_at, created_at, \
+     updated_at, completed_at, ready_at";
+
+#[derive(sqlx::FromRow)]
+struct UploadRow {
+    id: uuid::Uuid,
+    owner: String,
+    state: String,
+    filename: String,
+    content_type: String,
+    byte_size: i64,
+    method: String,
+    temp_key: String,
+    final_key: Option<String>,
+    metadata: Option<Json<ImageMetadata>>,
+    error_code: Option<String>,
+    error_message: Option<String>,
+    attempts: i32,
+    expires_at: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    completed_at: Option<DateTime<Utc>>,
+    ready_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<UploadRow> for Upload {
+    type Error = DbError;
+    fn try_from(r: UploadRow) -> Result<Self, DbError> {
+        let error_code = match r.error_code {
+            None => None,
+            Some(code) => Some(
+                serde_json::from_value::<ErrorCode>(serde_json::Value::String(code.clone()))
+                    .map_err(|_| DbError::CorruptRow(format!("unknown error_code {code:?}")))?,
+            ),
+        };
+        Ok(Upload {
+            id: UploadId(r.id),
+            owner: OwnerId::parse(&r.owner).map_err(|e| DbError::CorruptRow(e.to_string()))?,
+            state: UploadState::try_from(r.state).map_err(DbError::CorruptRow)?,
+            filename: r.filename,
+            content_type: r.content_type,
+            byte_size: r.byte_size,
+            method: UploadMethod::try_from(r.method).map_err(DbError::CorruptRow)?,
+            temp_key: r.temp_key,
+            final_key: r.final_key,
+            metadata: r.metadata.map(|m| m.0),
+            error_code,
+            error_message: r.error_message,
+            attempts: r.attempts,
+            expires_at: r.expires_at,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            completed_at: r.completed_at,
+            ready_at: r.ready_at,
+        })
+    }
+}
+
+/// Fields of a new `pending` upload.
+#[derive(Debug, Clone)]
+pub struct NewUpload<'a> {
+    /// Server-chosen id.
+    pub id: UploadId,
+    /// Authenticated owner.
+    pub owner: &'a OwnerId,
+    /// Client filename.
+    pub filename: &'a str,
+    /// Declared content type.
+    pub content_type: &'a str,
+    /// Declared size, in bytes.
+    pub byte_size: i64,
+    /// Upload method.
+    pub method: UploadMethod,
+    /// Temp key.
+    pub temp_key: &'a str,
+    /// End of the upload window.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Inserts a `pending` upload and returns it.
+///
+/// # Errors
+/// [`DbError::Sqlx`] on any database failure (including a duplicate id or temp key).
+pub async fn insert_pending(pool: &PgPool, new: &NewUpload<'_>) -> Result<Upload, DbError> {
+    let sql = format!(
+        "INSERT INTO uploads (id, owner, state, filename, content_type, byte_size, method, \
+         temp_key, expires_at) VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8) \
+         RETURNING {UPLOAD_COLUMNS}"
+    );
+    let row: UploadRow = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(new.id.0)
+        .bind(new.owner.as_str())
+        .bind(new.filename)
+        .bind(new.content_type)
+        .bind(new.byte_size)
+        .bind(new.method.as_str())
+        .bind(new.temp_key)
+        .bind(new.expires_at)
+        .fetch_one(pool)
+        .await?;
+    row.try_into()
+}
+
+/// The upload with `id`, whoever owns it.
+///
+/// # Errors
+/// [`DbError`] on database failure or a corrupt row.
+pub async fn get(pool: &PgPool, id: UploadId) -> Result<Option<Upload>, DbError> {
+    let sql = format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = $1");
+    let row: Option<UploadRow> = sqlx::query_as(AssertSqlSafe(sql)).bind(id.0).fetch_optional(pool).await?;
+    row.map(Upload::try_from).transpose()
+}
+
+/// The upload with `id` if `owner` owns it (so another owner's id looks like a missing one).
+///
+/// # Errors
+/// [`DbError`] on database failure or a corrupt row.
+pub async fn get_owned(
+    pool: &PgPool,
+    owner: &OwnerId,
+    id: UploadId,
+) -> Result<Option<Upload>, DbError> {
+    let sql = format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = $1 AND owner = $2");
+    let row: Option<UploadRow> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(id.0)
+        .bind(owner.as_str())
+        .fetch_optional(pool)
+        .await?;
+    row.map(Upload::try_from).transpose()
+}
+
+/// Keyset cursor for [`list_owned`]: the `(created_at, id)` of the last row of the previous
+/// page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// `created_at` of the last row seen.
+    pub created_at: DateTime<Utc>,
+    /// `id` of the last row seen (tie-breaker).
+    pub id: UploadId,
+}
+
+/// Up to `limit` of the owner's uploads, newest first, strictly after `cursor`.
+///
+/// # Errors
+/// [`DbError`] on database failure or a corrupt row.
+pub async fn list_owned(
+    pool: &PgPool,
+    owner: &OwnerId,
+    limit: i64,
+    cursor: Option<Cursor>,
+) -> Result<Vec<Upload>, DbError> {
+    let sql = format!(
+        "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE owner = $1 \
+         AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3)) \
+         ORDER BY created_at DESC, id DESC LIMIT $4"
+    );
+    let rows: Vec<UploadRow> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(owner.as_str())
+        .bind(cursor.map(|c| c.created_at))
+        .bind(cursor.map(|c| c.id.0))
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    rows.into_iter().map(Upload::try_from).collect()
+}
+
+/// `pending` → `uploaded`, if the row is still pending and unexpired. Returns the updated row,
+/// or `None` when another call already moved it (so exactly one caller enqueues the job).
+///
+/// # Errors
+/// [`DbError`] on database failure or a corrupt row.
+pub async fn mark_uploaded(
+    pool: &PgPool,
+    owner: &OwnerId,
+    id: UploadId,
+) -> Result<Option<Upload>, DbError> {
+    let sql = format!(
+        "UPDATE uploads SET state = 'uploaded', completed_at = now(), updated_at = now() \
+         WHERE id = $1 AND owner = $2 AND state = 'pending' RETURNING {UPLOAD_COLUMNS}"
+    );
+    let row: Option<UploadRow> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(id.0)
+        .bind(owner.as_str())
+        .fetch_optional(pool)
+        .await?;
+    row.map(Upload::try_from).transpose()
+}
+
+/// Claims the upload for processing: `uploaded` (or `processing`, when a crashed worker's job
+/// is re-delivered) → `processing`, incrementing `attempts`. `None` when the row is in any other
+/// state (a late duplicate or a terminal row).
+///
+/// # Errors
+/// [`DbError`] on database failure or a corrupt row.
+pub async fn claim(pool: &PgPool, id: UploadId) -> Result<Option<Upload>, DbError> {
+    let sql = format!(
+        "UPDATE uploads SET state = 'processing', attempts = attempts + 1, updated_at = now() \
+         WHERE id = $1 AND state IN ('uploaded', 'processing') RETURNING {UPLOAD_COLUMNS}"
+    );
+    let row: Option<UploadRow> = sqlx::query_as(AssertSqlSafe(sql)).bind(id.0).fetch_optional(pool).await?;
+    row.map(Upload::try_from).transpose()
+}
+
+/// Commits a processed upload in one transaction: `processing` → `ready` with the final key,
+/// metadata and derivative rows (replacing any from an earlier attempt). Returns `false`, and
+/// changes nothing, when the row was no longer `processing`.
+///
+/// # Errors
+/// [`DbError::Sqlx`] on database failure (the transaction is rolled back).
+pub async fn commit_ready(
+    pool: &PgPool,
+    id: UploadId,
+    final_key: &str,
+    metadata: &ImageMetadata,
+    derivatives: &[Derivative],
+) -> Result<bool, DbError> {
+    let mut tx: Transaction<'_, Postgres> = pool.begin().await?;
+    let updated = sqlx::query(
+        "UPDATE uploads SET state = 'ready', final_key = $2, metadata = $3, sha256 = $4, \
+         error_code = NULL, error_message = NULL, ready_at = now(), updated_at = now() \
+         WHERE id = $1 AND state = 'processing'",
+    )
+    .bind(id.0)
+    .bind(final_key)
+    .bind(Json(metadata))
+    .bind(&metadata.sha256)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    sqlx::query("DELETE FROM derivatives WHERE upload_id = $1")
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await?;
+    for d in derivatives {
+        sqlx::query(
+            "INSERT INTO derivatives (upload_id, rendition, object_key, format, width, height, \
+             byte_size, recipe_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(id.0)
+        .bind(&d.rendition)
+        .bind(&d.object_key)
+        .bind(&d.format)
+        .bind(i32::try_from(d.width).unwrap_or(i32::MAX))
+        .bind(i32::try_from(d.height).unwrap_or(i32::MAX))
+        .bind(i64::try_from(d.byte_size).unwrap_or(i64::MAX))
+        .bind(i32::try_from(d.recipe_version).unwrap_or(i32::MAX))
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// `uploaded`/`processing` → `failed` with a code and message. Returns whether the row changed.
+///
+/// # Errors
+/// [`DbError::Sqlx`] on database failure.
+pub async fn mark_failed(
+    pool: &PgPool,
+    id: UploadId,
+    code: ErrorCode,
+    message: &str,
+) -> Result<bool, DbError> {
+    let n = sqlx::query(
+        "UPDATE uploads SET state = 'failed', error_code = $2, error_message = $3, \
+         updated_at = now() WHERE id = $1 AND state IN ('uploaded', 'processing')",
+    )
+    .bind(id.0)
+    .bind(code.as_str())
+    .bind(message)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(n > 0)
+}
+
+/// `processing` → `uploaded` after a transient error, keeping the last error message so
+/// operators can see why it is retrying. Returns whether the row changed.
+///
+/// # Errors
+/// [`DbError::Sqlx`] on database failure.
+pub async fn release_for_retry(
+    pool: &PgPool,
+    id: UploadId,
+    code: ErrorCode,
+    message: &str,
+) -> Result<bool, DbError> {
+    let n = sqlx::query(
+        "UPDATE uploads SET state = 'uploaded', error_code = $2, error_message = $3, \
+         updated_at = now() WHERE id = $1 AND state = 'processing'",
+    )
+    .bind(id.0)
+    .bind(code.as_str())
+    .bind(message)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(n > 0)
+}
+
+/// The derivatives of an upload, ordered by rendition name.
+///
+/// # Errors
+/// [`DbError::Sqlx`] on database failure.
+pub async fn derivatives(pool: &PgPool, id: UploadId) -> Result<Vec<Derivative>, DbError> {
+    let rows: Vec<(String, String, String, i32, i32, i64, i32)> = sqlx::query_as(
+        "SELECT rendition, object_key, format, width, height, byte_size, recipe_version \
+         FROM derivatives WHERE upload_id = $1 ORDER BY rendition",
+    )
+    .bind(id.0)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(rendition, object_key, format, w, h, bytes, version)| Derivative {
+            rendition,
+            object_key,
+            format,
+            width: w.max(0) as u32,
+            height: h.max(0) as u32,
+            byte_size: bytes.max(0) as u64,
+            recipe_version: version.max(0) as u32,
+        })
+        .collect())
+}
+
+/// `uploaded` → `pending`, when enqueueing the job after `complete` failed, so the client's
+/// retry of `complete` enqueues it. Returns whether the row changed.
+///
+/// # Errors
+/// [`DbError::Sqlx`] on database failure.
+pub async fn revert_to_pending(pool: &PgPool, id: UploadId) -> Result<bool, DbError> {
+    let n = sqlx::query(
+        "UPDATE uploads SET state = 'pending', completed_at = NULL, updated_at = now() \
+         WHERE id = $1 AND state = 'uploaded'",
+    )
+    .bind(id.0)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(n > 0)
+}

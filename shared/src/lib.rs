@@ -1,0 +1,12 @@
+//! Kiln's shared crate: domain types, configuration, database access, the S3 storage client,
+//! auth tokens, the job payloads and telemetry, used by the API, the worker and the CLI.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod queue;
+pub mod storage;
+pub mod telemetry;
+
+pub use config::Settings;

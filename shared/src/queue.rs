@@ -1,0 +1,156 @@
+//! The ProcessUpload job payload and the Redis-backed queue (apalis-redis 1.0) that carries
+//! it. See `../shared/notes/apalis-redis-1.0.md` for the settings applied here and why.
+//!
+//! Key layout (apalis-redis 1.0): `{q}:scheduled` ZSET (new pushes), `{q}:active` LIST,
+//! `{q}:inflight:{worker}` SET, `{q}:done` and `{q}:dead` SETs, `{q}:data` HASH (payloads),
+//! `{q}:meta:{task_id}` HASH, `{q}:workers` ZSET.
+
+use std::time::Duration;
+
+use apalis::prelude::{TaskBuilder, TaskId, TaskSink};
+use apalis_redis::{Config, ConnectionManager, RedisStorage};
+use redis::AsyncCommands;
+use redis::aio::ConnectionManagerConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::config::RedisSettings;
+use crate::domain::UploadId;
+
+/// Job: process one completed upload (sniff, decode, render, extract metadata, promote).
+/// The upload row in Postgres is the source of truth; the job carries only its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessUpload {
+    /// The upload to process.
+    pub upload_id: UploadId,
+}
+
+/// Errors from the queue.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// Redis refused or dropped the connection, or timed out.
+    #[error("redis error: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// apalis failed to push or read a task.
+    #[error("queue error: {0}")]
+    Apalis(String),
+}
+
+/// Job counts by state, read straight from Redis (apalis' own stat APIs are broken for Redis).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct QueueDepth {
+    /// Pushed, waiting for their run time or first fetch (`{q}:scheduled`).
+    pub scheduled: u64,
+    /// Ready to fetch (`{q}:active`).
+    pub active: u64,
+    /// Fetched by a worker, not yet acked (sum of `{q}:inflight:*`).
+    pub inflight: u64,
+    /// Dead: aborted as permanent or out of attempts (`{q}:dead`).
+    pub dead: u64,
+    /// Finished (`{q}:done`).
+    pub done: u64,
+}
+
+impl QueueDepth {
+    /// Jobs still to run or running: scheduled + active + in flight.
+    pub fn pending(&self) -> u64 {
+        self.scheduled + self.active + self.inflight
+    }
+}
+
+/// apalis-redis settings from [`RedisSettings`]: namespace, heartbeat and orphan timeout, and a
+/// fetch batch of `batch_size` (keep it ≈ worker concurrency: prefetched jobs belong to the
+/// fetching worker).
+pub fn apalis_config(settings: &RedisSettings, batch_size: usize) -> Config {
+    Config::default()
+        .queue(&settings.queue)
+        .batch_size(batch_size)
+        .heartbeat_interval(Duration::from_secs(settings.heartbeat_secs))
+        .missed_heartbeats(settings.missed_heartbeats as usize)
+}
+
+/// Opens a Redis connection manager with the configured response timeout (the 500 ms default
+/// turns a slow reply into a fatal worker error, apalis-redis#76).
+///
+/// # Errors
+/// [`QueueError::Redis`] when the URL is malformed or Redis does not answer.
+pub async fn connect_redis(settings: &RedisSettings) -> Result<ConnectionManager, QueueError> {
+    let timeout = Duration::from_millis(settings.response_timeout_ms);
+    let cfg = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(timeout))
+        .set_connection_timeout(Some(timeout));
+    Ok(ConnectionManager::new_with_config(redis::Client::open(settings.url.as_str())?, cfg).await?)
+}
+
+/// The ProcessUpload queue: pushes jobs and reads its depth.
+#[derive(Clone)]
+pub struct JobQueue {
+    storage: RedisStorage<ProcessUpload>,
+    conn: ConnectionManager,
+    config: Config,
+}
+
+impl JobQueue {
+    /// Connects to Redis.
+    ///
+    /// # Errors
+    /// [`QueueError::Redis`] when Redis does not answer.
+    pub async fn connect(settings: &RedisSettings) -> Result<Self, QueueError> {
+        let conn = connect_redis(settings).await?;
+        let config = apalis_config(settings, 1);
+        let storage = RedisStorage::new(conn.clone()).with_config(config.clone());
+        Ok(Self { storage, conn, config })
+    }
+
+    /// The apalis config (key names).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// A raw connection, for inspection.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Pushes one ProcessUpload job and returns its task id (a fresh ULID).
+    ///
+    /// # Errors
+    /// [`QueueError`] when Redis refuses or does not answer.
+    pub async fn push_process_upload(&self, upload_id: UploadId) -> Result<String, QueueError> {
+        let id = TaskId::from_ulid(ulid::Ulid::generate());
+        let task = TaskBuilder::new(ProcessUpload { upload_id }).task_id(id.clone()).build();
+        let mut storage = self.storage.clone();
+        storage.push_task(task).await.map_err(|e| QueueError::Apalis(e.to_string()))?;
+        Ok(id.to_string())
+    }
+
+    /// `PING`, for readiness probes.
+    ///
+    /// # Errors
+    /// [`QueueError::Redis`] when Redis does not answer.
+    pub async fn ping(&self) -> Result<(), QueueError> {
+        let mut conn = self.conn.clone();
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Job counts by state.
+    ///
+    /// # Errors
+    /// [`QueueError::Redis`] when Redis does not answer.
+    pub async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        let mut c = self.conn.clone();
+        let cfg = &self.config;
+        let workers: Vec<String> = c.zrange(cfg.workers_set(), 0, -1).await?;
+        let mut inflight = 0u64;
+        for w in &workers {
+            inflight += c.scard::<_, u64>(format!("{}:{w}", cfg.inflight_jobs_set())).await?;
+        }
+        Ok(QueueDepth {
+            scheduled: c.zcard(cfg.scheduled_jobs_set()).await?,
+            active: c.llen(cfg.active_jobs_list()).await?,
+            inflight,
+            dead: c.scard(cfg.dead_jobs_set()).await?,
+            done: c.scard(cfg.done_jobs_set()).await?,
+        })
+    }
+}
