@@ -347,6 +347,17 @@ mod tests {
     }
 
     #[test]
+    fn example_file_documents_valid_settings() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kiln.example.toml");
+        let from_file: Settings = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::file_exact(&path))
+            .extract()
+            .expect("kiln.example.toml parses");
+        from_file.validate().unwrap();
+        assert_eq!(from_file.worker.renditions, Rendition::defaults());
+    }
+
+    #[test]
     fn env_overrides_file_and_defaults() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("kiln.toml", "[api]\nlisten = \"127.0.0.1:9000\"\nmax_upload_bytes = 5\n")?;

@@ -1,1 +1,8 @@
-//! placeholder
+//! Kiln's worker: consumes ProcessUpload jobs from Redis (apalis), runs the image pipeline,
+//! stores derivatives, promotes originals and commits the result to Postgres.
+
+pub mod imaging;
+pub mod jobs;
+pub mod startup;
+
+pub use startup::run;

@@ -357,3 +357,16 @@ pub async fn revert_to_pending(pool: &PgPool, id: UploadId) -> Result<bool, DbEr
     .rows_affected();
     Ok(n > 0)
 }
+
+/// Records where the original now lives (set when a failed upload's original is preserved).
+///
+/// # Errors
+/// [`DbError::Sqlx`] on database failure.
+pub async fn set_final_key(pool: &PgPool, id: UploadId, final_key: &str) -> Result<(), DbError> {
+    sqlx::query("UPDATE uploads SET final_key = $2, updated_at = now() WHERE id = $1")
+        .bind(id.0)
+        .bind(final_key)
+        .execute(pool)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! Subcommand implementations.
+
+pub mod serve;
+pub mod token;
+pub mod upload;

@@ -1,0 +1,231 @@
+//! `kiln upload FILE… [--method put|post]`: the reference client. For each file it authorizes
+//! a direct upload, sends the bytes straight to S3 (presigned PUT or POST policy) with a
+//! progress bar, retries failed transfers with exponential backoff, calls complete, waits until
+//! the upload is `ready` or `failed`, and prints one JSON object per file on stdout.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use backon::{ExponentialBuilder, Retryable};
+use bytes::Bytes;
+use futures::StreamExt;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+
+/// Arguments of `kiln upload`.
+#[derive(Debug, clap::Args)]
+pub struct UploadArgs {
+    /// Files to upload.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// `put` (presigned URL) or `post` (POST policy).
+    #[arg(long, default_value = "put", value_parser = ["put", "post"])]
+    method: String,
+    /// API base URL.
+    #[arg(long, env = "KILN_API", default_value = "http://127.0.0.1:8080")]
+    api: String,
+    /// Bearer token (see `kiln token`).
+    #[arg(long, env = "KILN_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Seconds to wait for each upload to be processed.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+    /// Files uploaded at once.
+    #[arg(long, default_value_t = 4)]
+    parallel: usize,
+}
+
+/// Uploads every file and prints the results. Exits non-zero if any file could not be uploaded
+/// or did not reach a final state (`ready` or `failed`) in time; a `failed` upload is a result.
+pub async fn run(args: UploadArgs) -> anyhow::Result<()> {
+    let client = Client::builder().timeout(Duration::from_secs(300)).build()?;
+    let bars = MultiProgress::new();
+    let api = args.api.trim_end_matches('/').to_owned();
+    let results: Vec<Value> = futures::stream::iter(args.files.iter())
+        .map(|file| {
+            let (client, bars, api) = (client.clone(), bars.clone(), api.clone());
+            let (method, token, timeout) = (args.method.clone(), args.token.clone(), args.timeout);
+            async move {
+                let started = Instant::now();
+                match upload_one(&client, &bars, &api, &token, &method, file, timeout).await {
+                    Ok(mut upload) => {
+                        if let Value::Object(ref mut map) = upload {
+                            map.insert("file".into(), json!(file));
+                            map.insert("client_ms".into(), json!(started.elapsed().as_millis() as u64));
+                        }
+                        upload
+                    }
+                    Err(e) => json!({"file": file, "state": "client_error", "error": {"code": "client_error", "message": format!("{e:#}")}}),
+                }
+            }
+        })
+        .buffered(args.parallel.max(1))
+        .collect()
+        .await;
+    let mut all_final = true;
+    for r in &results {
+        all_final &= matches!(r["state"].as_str(), Some("ready" | "failed"));
+        println!("{}", serde_json::to_string(r)?);
+    }
+    if !all_final {
+        bail!("some files were not uploaded or not processed in time");
+    }
+    Ok(())
+}
+
+fn content_type_for(path: &Path) -> &'static str {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    match ext.as_str() {
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "tif" | "tiff" => "image/tiff",
+        "heic" => "image/heic",
+        "heif" => "image/heif",
+        "avif" => "image/avif",
+        _ => "application/octet-stream",
+    }
+}
+
+async fn api_json(resp: reqwest::Response, what: &str) -> anyhow::Result<Value> {
+    let status = resp.status();
+    let body: Value = resp.json().await.with_context(|| format!("{what}: response is not JSON"))?;
+    if !status.is_success() {
+        bail!("{what}: HTTP {status}: {body}");
+    }
+    Ok(body)
+}
+
+async fn upload_one(
+    client: &Client,
+    bars: &MultiProgress,
+    api: &str,
+    token: &str,
+    method: &str,
+    file: &Path,
+    timeout: u64,
+) -> anyhow::Result<Value> {
+    let bytes = Bytes::from(
+        tokio::fs::read(file).await.with_context(|| format!("while reading {}", file.display()))?,
+    );
+    let filename = file.file_name().and_then(|n| n.to_str()).unwrap_or("upload").to_owned();
+    let content_type = content_type_for(file);
+    let auth = api_json(
+        client
+            .post(format!("{api}/v1/uploads"))
+            .bearer_auth(token)
+            .json(&json!({"filename": filename, "content_type": content_type, "byte_size": bytes.len(), "method": method}))
+            .send()
+            .await?,
+        "authorize",
+    )
+    .await?;
+    let id = auth["id"].as_str().context("authorize: no id")?.to_owned();
+
+    let bar = bars.add(ProgressBar::new(bytes.len() as u64));
+    bar.set_style(
+        ProgressStyle::with_template("{msg:24!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(filename.clone());
+    let send = || async { transfer(client, &auth, &bytes, content_type, &filename, &bar).await };
+    send.retry(ExponentialBuilder::default().with_min_delay(Duration::from_millis(200)).with_max_times(4))
+        .when(|e: &TransferError| e.retryable)
+        .notify(|e, after| bar.println(format!("{filename}: {e}; retrying in {after:?}")))
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    bar.finish_and_clear();
+
+    api_json(
+        client.post(format!("{api}/v1/uploads/{id}/complete")).bearer_auth(token).send().await?,
+        "complete",
+    )
+    .await?;
+
+    let deadline = Instant::now() + Duration::from_secs(timeout);
+    loop {
+        let upload = api_json(
+            client.get(format!("{api}/v1/uploads/{id}")).bearer_auth(token).send().await?,
+            "status",
+        )
+        .await?;
+        if matches!(upload["state"].as_str(), Some("ready" | "failed")) {
+            return Ok(upload);
+        }
+        if Instant::now() > deadline {
+            bail!("upload {id} still {} after {timeout} s", upload["state"]);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[derive(Debug)]
+struct TransferError {
+    message: String,
+    retryable: bool,
+}
+
+impl std::fmt::Display for TransferError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// A body that advances `bar` as hyper pulls 64 KiB chunks.
+fn progress_body(bytes: &Bytes, bar: &ProgressBar) -> reqwest::Body {
+    bar.set_position(0);
+    let chunks: Vec<Bytes> =
+        (0..bytes.len()).step_by(64 * 1024).map(|i| bytes.slice(i..(i + 64 * 1024).min(bytes.len()))).collect();
+    let bar = bar.clone();
+    reqwest::Body::wrap_stream(futures::stream::iter(chunks).map(move |c| {
+        bar.inc(c.len() as u64);
+        Ok::<_, std::io::Error>(c)
+    }))
+}
+
+async fn transfer(
+    client: &Client,
+    auth: &Value,
+    bytes: &Bytes,
+    content_type: &str,
+    filename: &str,
+    bar: &ProgressBar,
+) -> Result<(), TransferError> {
+    let url = auth["url"].as_str().unwrap_or_default();
+    let request = if auth["method"] == "post" {
+        let mut form = reqwest::multipart::Form::new();
+        if let Some(fields) = auth["fields"].as_object() {
+            for (k, v) in fields {
+                form = form.text(k.clone(), v.as_str().unwrap_or_default().to_owned());
+            }
+        }
+        let part = reqwest::multipart::Part::stream_with_length(progress_body(bytes, bar), bytes.len() as u64)
+            .file_name(filename.to_owned())
+            .mime_str(content_type)
+            .map_err(|e| TransferError { message: e.to_string(), retryable: false })?;
+        client.post(url).multipart(form.part("file", part))
+    } else {
+        let mut req = client.put(url).body(progress_body(bytes, bar));
+        if let Some(headers) = auth["headers"].as_object() {
+            for (k, v) in headers {
+                req = req.header(k, v.as_str().unwrap_or_default());
+            }
+        }
+        req.header(reqwest::header::CONTENT_LENGTH, bytes.len())
+    };
+    match request.send().await {
+        Ok(resp) if matches!(resp.status(), StatusCode::OK | StatusCode::CREATED | StatusCode::NO_CONTENT) => Ok(()),
+        Ok(resp) => {
+            let status = resp.status();
+            let body = resp.text().await.unwrap_or_default();
+            Err(TransferError {
+                message: format!("S3 answered HTTP {status}: {}", body.chars().take(300).collect::<String>()),
+                retryable: status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS,
+            })
+        }
+        Err(e) => Err(TransferError { message: format!("transfer failed: {e}"), retryable: true }),
+    }
+}

@@ -1,0 +1,381 @@
+//! `spawn_app()`: a real API and a real worker, in-process, against real Postgres, Redis and
+//! S3 (Garage), each test isolated by its own database, Redis queue name and key prefix.
+//! [`TestApp::finish`] fails the test if a job is left in the queue or an object under `tmp/`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use kiln_shared::Settings;
+use kiln_shared::db::PgPool;
+use kiln_shared::domain::OwnerId;
+use kiln_shared::queue::JobQueue;
+use kiln_shared::storage::Storage;
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+/// `../shared/fixtures` relative to the repository root (override with `KILN_FIXTURES`).
+pub fn fixtures() -> PathBuf {
+    std::env::var_os("KILN_FIXTURES").map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
+    })
+}
+
+/// Every file in `fixtures()/photos/{dir}`, sorted.
+pub fn photos(dir: &str) -> Vec<PathBuf> {
+    let path = fixtures().join("photos").join(dir);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+/// Options for [`spawn_app_with`].
+#[derive(Default)]
+pub struct TestOptions {
+    /// Override of `api.upload_expiry_secs`.
+    pub upload_expiry_secs: Option<u64>,
+    /// Start no worker (to inspect the queue before processing).
+    pub no_worker: bool,
+}
+
+/// A running API + worker on isolated state.
+pub struct TestApp {
+    /// `http://127.0.0.1:{port}`.
+    pub address: String,
+    /// HTTP client (also used as the "plain HTTP client" for S3).
+    pub client: Client,
+    /// The settings both processes run with.
+    pub settings: Settings,
+    /// This test's database.
+    pub pool: PgPool,
+    /// The bucket, with this test's key prefix.
+    pub storage: Storage,
+    /// This test's queue.
+    pub queue: JobQueue,
+    /// Default owner and its token.
+    pub owner: OwnerId,
+    /// Bearer token for `owner`.
+    pub token: String,
+    db_name: String,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    finished: bool,
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", ulid::Ulid::generate().to_string().to_lowercase())
+}
+
+/// Base settings from the environment (`eval "$(scripts/services)"`).
+fn base_settings() -> Settings {
+    let s = Settings::load(None).expect("settings");
+    assert!(
+        !s.storage.access_key_id.is_empty(),
+        "S3 credentials are not set: run `eval \"$(scripts/services)\"` first"
+    );
+    s
+}
+
+/// Spawns an API and a worker with default test options.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(TestOptions::default()).await
+}
+
+/// Spawns an API (port 0) and, unless disabled, a worker, on a fresh database, queue and key
+/// prefix.
+pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
+    let mut settings = base_settings();
+    settings.telemetry.filter = "warn".into();
+    kiln_shared::telemetry::init(&settings.telemetry);
+
+    let db_name = unique("kiln_test_");
+    let admin = sqlx::PgPool::connect(&with_database(&settings.database.url, "postgres"))
+        .await
+        .expect("connect to postgres");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
+        .execute(&admin)
+        .await
+        .expect("create test database");
+    admin.close().await;
+    settings.database.url = with_database(&settings.database.url, &db_name);
+    settings.database.max_connections = 5;
+    settings.redis.queue = unique("kiln-test-");
+    settings.redis.poll_interval_ms = 100;
+    settings.redis.heartbeat_secs = 2;
+    settings.redis.missed_heartbeats = 5;
+    settings.storage.key_prefix = unique("test-") + "/";
+    settings.api.listen = "127.0.0.1:0".parse().unwrap();
+    settings.worker.concurrency = 2;
+    settings.worker.shutdown_timeout_secs = 5;
+    if let Some(e) = opts.upload_expiry_secs {
+        settings.api.upload_expiry_secs = e;
+    }
+    settings.validate().expect("test settings are valid");
+
+    let pool = kiln_shared::db::connect(&settings.database).unwrap();
+    kiln_shared::db::migrate(&pool).await.expect("migrate test database");
+
+    let (stop, rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let app = kiln_api::Application::build(settings.clone()).await.expect("build api");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let storage = app.state().storage.clone();
+    let queue = app.state().queue.clone();
+    let mut tasks = vec![tokio::spawn({
+        let fut = stopped(rx.clone());
+        async move { app.run_until_stopped(fut).await.expect("api failed") }
+    })];
+    if !opts.no_worker {
+        let (s, fut) = (settings.clone(), stopped(rx.clone()));
+        tasks.push(tokio::spawn(async move { kiln_worker::run(s, fut).await.expect("worker failed") }));
+    }
+    let owner = OwnerId::parse(&unique("owner-")).unwrap();
+    let token = token_for(&settings, &owner, false);
+    TestApp {
+        address,
+        client: Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+        settings,
+        pool,
+        storage,
+        queue,
+        owner,
+        token,
+        db_name,
+        stop,
+        tasks,
+        finished: false,
+    }
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    let (base, _) = url.rsplit_once('/').expect("database url has a path");
+    format!("{base}/{db}")
+}
+
+/// A token for `owner` signed with the app's secret.
+pub fn token_for(settings: &Settings, owner: &OwnerId, admin: bool) -> String {
+    kiln_shared::auth::mint(&settings.auth.jwt_secret, owner, admin, Duration::from_secs(3600))
+        .unwrap()
+}
+
+/// Content type by extension, as a client would declare it.
+pub fn content_type_of(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase().as_str() {
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "tif" | "tiff" => "image/tiff",
+        "heic" => "image/heic",
+        "heif" => "image/heif",
+        "webp" => "image/webp",
+        "gif" => "image/gif",
+        _ => "image/jpeg",
+    }
+}
+
+/// Hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl TestApp {
+    /// Starts a worker (for tests spawned with `no_worker`).
+    pub fn start_worker(&mut self) {
+        let mut rx = self.stop.subscribe();
+        let fut = async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let s = self.settings.clone();
+        self.tasks.push(tokio::spawn(async move { kiln_worker::run(s, fut).await.expect("worker failed") }));
+    }
+
+    /// `POST /v1/uploads` with `body` and `token`.
+    pub async fn create_upload_as(&self, token: &str, body: &Value) -> Response {
+        self.client
+            .post(format!("{}/v1/uploads", self.address))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Authorizes an upload of `bytes` for the default owner; asserts 201.
+    pub async fn authorize(&self, filename: &str, content_type: &str, size: usize, method: &str) -> Value {
+        let resp = self
+            .create_upload_as(
+                &self.token,
+                &json!({"filename": filename, "content_type": content_type, "byte_size": size, "method": method}),
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::CREATED, "authorize failed");
+        resp.json().await.unwrap()
+    }
+
+    /// Sends `bytes` to S3 as `auth` says (PUT with its headers, or the POST form), like any
+    /// plain HTTP client. Returns the S3 status.
+    pub async fn send_to_s3(&self, auth: &Value, bytes: Vec<u8>, content_type: &str) -> StatusCode {
+        self.send_to_s3_with(auth, bytes, content_type, |_| {}).await
+    }
+
+    /// Like [`Self::send_to_s3`], letting the caller tamper with the POST form fields.
+    pub async fn send_to_s3_with(
+        &self,
+        auth: &Value,
+        bytes: Vec<u8>,
+        content_type: &str,
+        tamper: impl FnOnce(&mut serde_json::Map<String, Value>),
+    ) -> StatusCode {
+        let url = auth["url"].as_str().unwrap();
+        let resp = if auth["method"] == "post" {
+            let mut fields = auth["fields"].as_object().unwrap().clone();
+            tamper(&mut fields);
+            let mut form = reqwest::multipart::Form::new();
+            for (k, v) in fields {
+                form = form.text(k, v.as_str().unwrap().to_owned());
+            }
+            let part = reqwest::multipart::Part::bytes(bytes).file_name("f").mime_str(content_type).unwrap();
+            self.client.post(url).multipart(form.part("file", part)).send().await.unwrap()
+        } else {
+            let mut req = self.client.put(url);
+            for (k, v) in auth["headers"].as_object().unwrap() {
+                if k != "content-length" {
+                    req = req.header(k, v.as_str().unwrap());
+                }
+            }
+            req.body(bytes).send().await.unwrap()
+        };
+        resp.status()
+    }
+
+    /// `POST /v1/uploads/{id}/complete` with `token`.
+    pub async fn complete_as(&self, token: &str, id: &str) -> Response {
+        self.client
+            .post(format!("{}/v1/uploads/{id}/complete", self.address))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `POST /v1/uploads/{id}/complete` for the default owner.
+    pub async fn complete(&self, id: &str) -> Response {
+        self.complete_as(&self.token, id).await
+    }
+
+    /// `GET /v1/uploads/{id}` for the default owner; asserts 200.
+    pub async fn get_upload(&self, id: &str) -> Value {
+        let resp = self
+            .client
+            .get(format!("{}/v1/uploads/{id}", self.address))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.json().await.unwrap()
+    }
+
+    /// Polls until the upload is `ready` or `failed` (60 s at most).
+    pub async fn wait_until_processed(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let upload = self.get_upload(id).await;
+            if matches!(upload["state"].as_str(), Some("ready" | "failed")) {
+                return upload;
+            }
+            assert!(Instant::now() < deadline, "upload {id} stuck in {}", upload["state"]);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The whole client path for one file: authorize, send, complete, wait. Returns the upload.
+    pub async fn upload_file(&self, path: &Path, method: &str) -> Value {
+        let bytes = std::fs::read(path).unwrap();
+        let ct = content_type_of(path);
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let auth = self.authorize(name, ct, bytes.len(), method).await;
+        let status = self.send_to_s3(&auth, bytes, ct).await;
+        assert!(status.is_success(), "S3 refused {} via {method}: {status}", path.display());
+        let resp = self.complete(auth["id"].as_str().unwrap()).await;
+        assert_eq!(resp.status(), StatusCode::ACCEPTED, "complete {}", path.display());
+        self.wait_until_processed(auth["id"].as_str().unwrap()).await
+    }
+
+    /// Downloads an object by key (through the storage client).
+    pub async fn object(&self, key: &str) -> Option<Vec<u8>> {
+        self.storage.get(key, u64::MAX).await.unwrap().map(|b| b.to_vec())
+    }
+
+    /// Keys under this test's `tmp/`.
+    pub async fn temp_objects(&self) -> Vec<String> {
+        self.storage.list(&self.storage.layout().temp_root()).await.unwrap()
+    }
+
+    /// Asserts no leftovers (no queued, scheduled or in-flight job; no object under `tmp/`),
+    /// then stops the API and worker and drops the database.
+    pub async fn finish(mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let depth = self.queue.depth().await.unwrap();
+            if depth.pending() == 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "jobs left in the queue: {depth:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let temps = self.temp_objects().await;
+        assert!(temps.is_empty(), "objects left under tmp/: {temps:?}");
+        self.shutdown().await;
+    }
+
+    async fn shutdown(&mut self) {
+        self.finished = true;
+        let _ = self.stop.send(true);
+        for t in self.tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+        }
+        self.pool.close().await;
+        let admin = sqlx::PgPool::connect(&with_database(&self.settings.database.url, "postgres"))
+            .await
+            .unwrap();
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.db_name
+        )))
+        .execute(&admin)
+        .await;
+        // Remove this test's objects and queue keys so repeated runs do not accumulate state.
+        for key in self.storage.list(self.storage.layout().prefix()).await.unwrap_or_default() {
+            let _ = self.storage.delete(&key).await;
+        }
+        let mut conn = self.queue.connection();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.settings.redis.queue))
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
+        }
+        let _: Result<(), _> = redis::cmd("ZREM")
+            .arg("core:apalis:queues:list")
+            .arg(format!("{}:workers", self.settings.redis.queue))
+            .query_async(&mut conn)
+            .await;
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if !self.finished && !std::thread::panicking() {
+            panic!("a TestApp must end with `app.finish().await` (it checks for leftovers)");
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Kiln integration tests live in `integration/`; this library is empty.

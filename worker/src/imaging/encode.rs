@@ -1,0 +1,32 @@
+//! Encoding derivatives: lossy WebP through libwebp (the `webp` crate; `image` only writes
+//! lossless WebP), or baseline JPEG through `image`'s encoder. Derivatives carry no EXIF or GPS.
+
+use image::DynamicImage;
+use kiln_shared::domain::OutputFormat;
+
+use super::ImagingError;
+
+/// Encodes an 8-bit RGB or RGBA image at `quality` (1–100). WebP keeps alpha; JPEG drops it.
+///
+/// # Errors
+/// [`ImagingError::Render`] when the encoder fails.
+pub fn encode(image: &DynamicImage, format: OutputFormat, quality: u8) -> Result<Vec<u8>, ImagingError> {
+    match format {
+        OutputFormat::Webp => {
+            let encoder = webp::Encoder::from_image(image)
+                .map_err(|e| ImagingError::Render(format!("webp: {e}")))?;
+            let out = encoder
+                .encode_simple(false, f32::from(quality))
+                .map_err(|e| ImagingError::Render(format!("webp: {e:?}")))?;
+            Ok(out.to_vec())
+        }
+        OutputFormat::Jpeg => {
+            let rgb = image.to_rgb8();
+            let mut out = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
+                .encode_image(&rgb)
+                .map_err(|e| ImagingError::Render(format!("jpeg: {e}")))?;
+            Ok(out)
+        }
+    }
+}
