@@ -28,7 +28,10 @@ impl FromRequestParts<AppState> for Authenticated {
         let token = header
             .to_str()
             .ok()
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
             .ok_or_else(|| ApiError::Unauthorized("malformed Authorization header".into()))?;
         auth::verify(&state.settings.auth.jwt_secret, token.trim())
             .map(Authenticated)
@@ -41,6 +44,10 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Authenticated(p) = Authenticated::from_request_parts(parts, state).await?;
-        if p.admin { Ok(Admin(p)) } else { Err(ApiError::Forbidden) }
+        if p.admin {
+            Ok(Admin(p))
+        } else {
+            Err(ApiError::Forbidden)
+        }
     }
 }

@@ -67,9 +67,10 @@ impl ApiError {
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "upload_too_large"),
-            Self::UnsupportedContentType(_) => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_content_type")
-            }
+            Self::UnsupportedContentType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_content_type",
+            ),
             Self::ObjectMissing => (StatusCode::CONFLICT, "object_missing"),
             Self::SizeMismatch { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "size_mismatch"),
             Self::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),

@@ -37,12 +37,23 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let pool = kiln_shared::db::connect(&settings.database)?;
         let storage = Storage::new(&settings.storage);
-        let queue = JobQueue::connect(&settings.redis).await.context("while connecting to Redis")?;
+        let queue = JobQueue::connect(&settings.redis)
+            .await
+            .context("while connecting to Redis")?;
         let listener = TcpListener::bind(settings.api.listen)
             .await
             .with_context(|| format!("while binding {}", settings.api.listen))?;
-        let state = AppState { settings: Arc::new(settings), pool, storage, queue };
-        Ok(Self { listener, router: router(state.clone()), state })
+        let state = AppState {
+            settings: Arc::new(settings),
+            pool,
+            storage,
+            queue,
+        };
+        Ok(Self {
+            listener,
+            router: router(state.clone()),
+            state,
+        })
     }
 
     /// The bound port (useful with `listen = 127.0.0.1:0`).
@@ -52,7 +63,9 @@ impl Application {
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// The handler state (for tests that inspect the queue or database directly).
@@ -69,7 +82,9 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "api listening");
-        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await?;
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await?;
         Ok(())
     }
 }
@@ -83,11 +98,16 @@ pub fn router(state: AppState) -> Router {
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
         ))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-            let request_id =
-                req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-            tracing::info_span!("http", method = %req.method(), uri = %req.uri(), request_id)
-        }))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                let request_id = req
+                    .headers()
+                    .get(&REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("http", method = %req.method(), uri = %req.uri(), request_id)
+            }),
+        )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }

@@ -44,7 +44,10 @@ pub enum AuthError {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Mints an HS256 token for `owner`, valid for `ttl`, with scope `admin` when `admin`.

@@ -90,13 +90,22 @@ impl Settings {
                 Err(ConfigError::Rule(msg.to_owned()))
             }
         };
-        rule(self.api.max_upload_bytes > 0, "api.max_upload_bytes must be > 0")?;
+        rule(
+            self.api.max_upload_bytes > 0,
+            "api.max_upload_bytes must be > 0",
+        )?;
         rule(
             self.api.upload_expiry_secs > 0 && self.api.upload_expiry_secs <= 7 * 24 * 3600,
             "api.upload_expiry_secs must be within 1 s ..= 7 days (SigV4 presign limit)",
         )?;
-        rule(self.worker.concurrency > 0, "worker.concurrency must be > 0")?;
-        rule(self.worker.max_attempts > 0, "worker.max_attempts must be > 0")?;
+        rule(
+            self.worker.concurrency > 0,
+            "worker.concurrency must be > 0",
+        )?;
+        rule(
+            self.worker.max_attempts > 0,
+            "worker.max_attempts must be > 0",
+        )?;
         rule(
             self.redis.orphan_timeout() > Duration::from_secs(self.worker.shutdown_timeout_secs),
             "the orphan timeout (redis.heartbeat_secs × redis.missed_heartbeats) must be longer than worker.shutdown_timeout_secs",
@@ -358,9 +367,13 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure signature, not ours
     fn env_overrides_file_and_defaults() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("kiln.toml", "[api]\nlisten = \"127.0.0.1:9000\"\nmax_upload_bytes = 5\n")?;
+            jail.create_file(
+                "kiln.toml",
+                "[api]\nlisten = \"127.0.0.1:9000\"\nmax_upload_bytes = 5\n",
+            )?;
             jail.set_env("KILN__API__LISTEN", "127.0.0.1:9100");
             let s = Settings::load(Some(Path::new("kiln.toml"))).expect("load");
             assert_eq!(s.api.listen.port(), 9100);

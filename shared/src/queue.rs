@@ -78,7 +78,10 @@ pub async fn connect_redis(settings: &RedisSettings) -> Result<ConnectionManager
     let cfg = ConnectionManagerConfig::new()
         .set_response_timeout(Some(timeout))
         .set_connection_timeout(Some(timeout));
-    Ok(ConnectionManager::new_with_config(redis::Client::open(settings.url.as_str())?, cfg).await?)
+    Ok(
+        ConnectionManager::new_with_config(redis::Client::open(settings.url.as_str())?, cfg)
+            .await?,
+    )
 }
 
 /// The ProcessUpload queue: pushes jobs and reads its depth.
@@ -98,7 +101,11 @@ impl JobQueue {
         let conn = connect_redis(settings).await?;
         let config = apalis_config(settings, 1);
         let storage = RedisStorage::new(conn.clone()).with_config(config.clone());
-        Ok(Self { storage, conn, config })
+        Ok(Self {
+            storage,
+            conn,
+            config,
+        })
     }
 
     /// The apalis config (key names).
@@ -117,9 +124,14 @@ impl JobQueue {
     /// [`QueueError`] when Redis refuses or does not answer.
     pub async fn push_process_upload(&self, upload_id: UploadId) -> Result<String, QueueError> {
         let id = TaskId::from_ulid(ulid::Ulid::generate());
-        let task = TaskBuilder::new(ProcessUpload { upload_id }).task_id(id.clone()).build();
+        let task = TaskBuilder::new(ProcessUpload { upload_id })
+            .task_id(id.clone())
+            .build();
         let mut storage = self.storage.clone();
-        storage.push_task(task).await.map_err(|e| QueueError::Apalis(e.to_string()))?;
+        storage
+            .push_task(task)
+            .await
+            .map_err(|e| QueueError::Apalis(e.to_string()))?;
         Ok(id.to_string())
     }
 
@@ -143,7 +155,9 @@ impl JobQueue {
         let workers: Vec<String> = c.zrange(cfg.workers_set(), 0, -1).await?;
         let mut inflight = 0u64;
         for w in &workers {
-            inflight += c.scard::<_, u64>(format!("{}:{w}", cfg.inflight_jobs_set())).await?;
+            inflight += c
+                .scard::<_, u64>(format!("{}:{w}", cfg.inflight_jobs_set()))
+                .await?;
         }
         Ok(QueueDepth {
             scheduled: c.zcard(cfg.scheduled_jobs_set()).await?,

@@ -35,7 +35,9 @@ pub async fn worker(settings: Settings) -> anyhow::Result<()> {
 /// Applies migrations.
 pub async fn migrate(settings: Settings) -> anyhow::Result<()> {
     let pool = kiln_shared::db::connect(&settings.database)?;
-    kiln_shared::db::migrate(&pool).await.context("while migrating the database")?;
+    kiln_shared::db::migrate(&pool)
+        .await
+        .context("while migrating the database")?;
     tracing::info!("migrations applied");
     Ok(())
 }

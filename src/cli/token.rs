@@ -23,6 +23,9 @@ pub struct TokenArgs {
 pub fn run(settings: &Settings, args: &TokenArgs) -> anyhow::Result<()> {
     let owner = OwnerId::parse(&args.sub)?;
     let ttl = Duration::from_secs(args.ttl.unwrap_or(settings.auth.token_ttl_secs));
-    println!("{}", kiln_shared::auth::mint(&settings.auth.jwt_secret, &owner, args.admin, ttl)?);
+    println!(
+        "{}",
+        kiln_shared::auth::mint(&settings.auth.jwt_secret, &owner, args.admin, ttl)?
+    );
     Ok(())
 }

@@ -40,7 +40,9 @@ pub struct UploadArgs {
 /// Uploads every file and prints the results. Exits non-zero if any file could not be uploaded
 /// or did not reach a final state (`ready` or `failed`) in time; a `failed` upload is a result.
 pub async fn run(args: UploadArgs) -> anyhow::Result<()> {
-    let client = Client::builder().timeout(Duration::from_secs(300)).build()?;
+    let client = Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()?;
     let bars = MultiProgress::new();
     let api = args.api.trim_end_matches('/').to_owned();
     let results: Vec<Value> = futures::stream::iter(args.files.iter())
@@ -76,7 +78,11 @@ pub async fn run(args: UploadArgs) -> anyhow::Result<()> {
 }
 
 fn content_type_for(path: &Path) -> &'static str {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     match ext.as_str() {
         "jpg" | "jpeg" => "image/jpeg",
         "png" => "image/png",
@@ -92,7 +98,10 @@ fn content_type_for(path: &Path) -> &'static str {
 
 async fn api_json(resp: reqwest::Response, what: &str) -> anyhow::Result<Value> {
     let status = resp.status();
-    let body: Value = resp.json().await.with_context(|| format!("{what}: response is not JSON"))?;
+    let body: Value = resp
+        .json()
+        .await
+        .with_context(|| format!("{what}: response is not JSON"))?;
     if !status.is_success() {
         bail!("{what}: HTTP {status}: {body}");
     }
@@ -109,9 +118,15 @@ async fn upload_one(
     timeout: u64,
 ) -> anyhow::Result<Value> {
     let bytes = Bytes::from(
-        tokio::fs::read(file).await.with_context(|| format!("while reading {}", file.display()))?,
+        tokio::fs::read(file)
+            .await
+            .with_context(|| format!("while reading {}", file.display()))?,
     );
-    let filename = file.file_name().and_then(|n| n.to_str()).unwrap_or("upload").to_owned();
+    let filename = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("upload")
+        .to_owned();
     let content_type = content_type_for(file);
     let auth = api_json(
         client
@@ -132,15 +147,23 @@ async fn upload_one(
     );
     bar.set_message(filename.clone());
     let send = || async { transfer(client, &auth, &bytes, content_type, &filename, &bar).await };
-    send.retry(ExponentialBuilder::default().with_min_delay(Duration::from_millis(200)).with_max_times(4))
-        .when(|e: &TransferError| e.retryable)
-        .notify(|e, after| bar.println(format!("{filename}: {e}; retrying in {after:?}")))
-        .await
-        .map_err(|e| anyhow::anyhow!(e.message))?;
+    send.retry(
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_times(4),
+    )
+    .when(|e: &TransferError| e.retryable)
+    .notify(|e, after| bar.println(format!("{filename}: {e}; retrying in {after:?}")))
+    .await
+    .map_err(|e| anyhow::anyhow!(e.message))?;
     bar.finish_and_clear();
 
     api_json(
-        client.post(format!("{api}/v1/uploads/{id}/complete")).bearer_auth(token).send().await?,
+        client
+            .post(format!("{api}/v1/uploads/{id}/complete"))
+            .bearer_auth(token)
+            .send()
+            .await?,
         "complete",
     )
     .await?;
@@ -148,7 +171,11 @@ async fn upload_one(
     let deadline = Instant::now() + Duration::from_secs(timeout);
     loop {
         let upload = api_json(
-            client.get(format!("{api}/v1/uploads/{id}")).bearer_auth(token).send().await?,
+            client
+                .get(format!("{api}/v1/uploads/{id}"))
+                .bearer_auth(token)
+                .send()
+                .await?,
             "status",
         )
         .await?;
@@ -177,8 +204,10 @@ impl std::fmt::Display for TransferError {
 /// A body that advances `bar` as hyper pulls 64 KiB chunks.
 fn progress_body(bytes: &Bytes, bar: &ProgressBar) -> reqwest::Body {
     bar.set_position(0);
-    let chunks: Vec<Bytes> =
-        (0..bytes.len()).step_by(64 * 1024).map(|i| bytes.slice(i..(i + 64 * 1024).min(bytes.len()))).collect();
+    let chunks: Vec<Bytes> = (0..bytes.len())
+        .step_by(64 * 1024)
+        .map(|i| bytes.slice(i..(i + 64 * 1024).min(bytes.len())))
+        .collect();
     let bar = bar.clone();
     reqwest::Body::wrap_stream(futures::stream::iter(chunks).map(move |c| {
         bar.inc(c.len() as u64);
@@ -202,10 +231,16 @@ async fn transfer(
                 form = form.text(k.clone(), v.as_str().unwrap_or_default().to_owned());
             }
         }
-        let part = reqwest::multipart::Part::stream_with_length(progress_body(bytes, bar), bytes.len() as u64)
-            .file_name(filename.to_owned())
-            .mime_str(content_type)
-            .map_err(|e| TransferError { message: e.to_string(), retryable: false })?;
+        let part = reqwest::multipart::Part::stream_with_length(
+            progress_body(bytes, bar),
+            bytes.len() as u64,
+        )
+        .file_name(filename.to_owned())
+        .mime_str(content_type)
+        .map_err(|e| TransferError {
+            message: e.to_string(),
+            retryable: false,
+        })?;
         client.post(url).multipart(form.part("file", part))
     } else {
         let mut req = client.put(url).body(progress_body(bytes, bar));
@@ -217,15 +252,28 @@ async fn transfer(
         req.header(reqwest::header::CONTENT_LENGTH, bytes.len())
     };
     match request.send().await {
-        Ok(resp) if matches!(resp.status(), StatusCode::OK | StatusCode::CREATED | StatusCode::NO_CONTENT) => Ok(()),
+        Ok(resp)
+            if matches!(
+                resp.status(),
+                StatusCode::OK | StatusCode::CREATED | StatusCode::NO_CONTENT
+            ) =>
+        {
+            Ok(())
+        }
         Ok(resp) => {
             let status = resp.status();
             let body = resp.text().await.unwrap_or_default();
             Err(TransferError {
-                message: format!("S3 answered HTTP {status}: {}", body.chars().take(300).collect::<String>()),
+                message: format!(
+                    "S3 answered HTTP {status}: {}",
+                    body.chars().take(300).collect::<String>()
+                ),
                 retryable: status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS,
             })
         }
-        Err(e) => Err(TransferError { message: format!("transfer failed: {e}"), retryable: true }),
+        Err(e) => Err(TransferError {
+            message: format!("transfer failed: {e}"),
+            retryable: true,
+        }),
     }
 }

@@ -17,14 +17,23 @@ fn jpeg_bytes(n: usize) -> Vec<u8> {
 
 async fn error_code(resp: reqwest::Response) -> String {
     let body: Value = resp.json().await.unwrap();
-    body["error"]["code"].as_str().unwrap_or_else(|| panic!("no error code in {body}")).to_owned()
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {body}"))
+        .to_owned()
 }
 
 #[tokio::test]
 async fn missing_bad_or_expired_tokens_get_401() {
     let app = spawn_app().await;
     let body = json!({"filename": "a.jpg", "content_type": "image/jpeg", "byte_size": 10});
-    let resp = app.client.post(format!("{}/v1/uploads", app.address)).json(&body).send().await.unwrap();
+    let resp = app
+        .client
+        .post(format!("{}/v1/uploads", app.address))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(error_code(resp).await, "unauthorized");
 
@@ -35,15 +44,27 @@ async fn missing_bad_or_expired_tokens_get_401() {
         let resp = app.create_upload_as(token, &body).await;
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "token {token}");
     }
-    let expired = kiln_shared::auth::mint(&app.settings.auth.jwt_secret, &app.owner, false, Duration::ZERO).unwrap();
+    let expired = kiln_shared::auth::mint(
+        &app.settings.auth.jwt_secret,
+        &app.owner,
+        false,
+        Duration::ZERO,
+    )
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(app.create_upload_as(&expired, &body).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.create_upload_as(&expired, &body).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(count_uploads(&app).await, 0);
     app.finish().await;
 }
 
 async fn count_uploads(app: &crate::helpers::TestApp) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM uploads").fetch_one(&app.pool).await.unwrap()
+    sqlx::query_scalar("SELECT count(*) FROM uploads")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -51,7 +72,10 @@ async fn oversized_or_unsupported_uploads_are_refused_before_signing() {
     let app = spawn_app().await;
     let too_big = app.settings.api.max_upload_bytes + 1;
     let resp = app
-        .create_upload_as(&app.token, &json!({"filename": "a.jpg", "content_type": "image/jpeg", "byte_size": too_big}))
+        .create_upload_as(
+            &app.token,
+            &json!({"filename": "a.jpg", "content_type": "image/jpeg", "byte_size": too_big}),
+        )
         .await;
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(error_code(resp).await, "upload_too_large");
@@ -79,7 +103,11 @@ async fn a_put_with_another_body_length_is_rejected_and_nothing_is_stored() {
 
 #[tokio::test]
 async fn a_put_after_expiry_is_rejected_and_nothing_is_stored() {
-    let app = spawn_app_with(TestOptions { upload_expiry_secs: Some(1), ..Default::default() }).await;
+    let app = spawn_app_with(TestOptions {
+        upload_expiry_secs: Some(1),
+        ..Default::default()
+    })
+    .await;
     let auth = app.authorize("a.jpg", "image/jpeg", 100, "put").await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let status = app.send_to_s3(&auth, jpeg_bytes(100), "image/jpeg").await;
@@ -103,12 +131,19 @@ async fn a_post_with_a_larger_file_or_another_key_is_rejected_and_nothing_is_sto
             f.insert("key".into(), json!(other_key));
         })
         .await;
-    assert!(status.is_client_error(), "POST to another key accepted: {status}");
+    assert!(
+        status.is_client_error(),
+        "POST to another key accepted: {status}"
+    );
     assert!(app.object(&other_key).await.is_none());
     assert!(app.object(&key).await.is_none());
 
     // The untampered form with the declared size is accepted.
-    assert!(app.send_to_s3(&auth, jpeg_bytes(1000), "image/jpeg").await.is_success());
+    assert!(
+        app.send_to_s3(&auth, jpeg_bytes(1000), "image/jpeg")
+            .await
+            .is_success()
+    );
     assert!(app.object(&key).await.is_some());
     app.storage.delete(&key).await.unwrap();
     app.finish().await;
@@ -144,25 +179,45 @@ async fn complete_before_upload_is_409_and_a_short_object_is_422() {
     assert_eq!(error_code(resp).await, "object_missing");
 
     // The POST policy allows 1..=declared bytes; complete catches the short one.
-    assert!(app.send_to_s3(&auth, jpeg_bytes(500), "image/jpeg").await.is_success());
+    assert!(
+        app.send_to_s3(&auth, jpeg_bytes(500), "image/jpeg")
+            .await
+            .is_success()
+    );
     let resp = app.complete(id).await;
     assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(error_code(resp).await, "size_mismatch");
-    assert!(app.object(auth["key"].as_str().unwrap()).await.is_none(), "mismatched object kept");
+    assert!(
+        app.object(auth["key"].as_str().unwrap()).await.is_none(),
+        "mismatched object kept"
+    );
     assert_eq!(app.get_upload(id).await["state"], "pending");
     app.finish().await;
 }
 
 #[tokio::test]
 async fn complete_twice_enqueues_one_job() {
-    let mut app = spawn_app_with(TestOptions { no_worker: true, ..Default::default() }).await;
+    let mut app = spawn_app_with(TestOptions {
+        no_worker: true,
+        ..Default::default()
+    })
+    .await;
     let file = crate::helpers::photos("cameras")[0].clone();
     let bytes = std::fs::read(&file).unwrap();
-    let auth = app.authorize("c.jpg", "image/jpeg", bytes.len(), "put").await;
-    assert!(app.send_to_s3(&auth, bytes, "image/jpeg").await.is_success());
+    let auth = app
+        .authorize("c.jpg", "image/jpeg", bytes.len(), "put")
+        .await;
+    assert!(
+        app.send_to_s3(&auth, bytes, "image/jpeg")
+            .await
+            .is_success()
+    );
     let id = auth["id"].as_str().unwrap();
     let (a, b) = tokio::join!(app.complete(id), app.complete(id));
-    assert_eq!((a.status(), b.status()), (StatusCode::ACCEPTED, StatusCode::ACCEPTED));
+    assert_eq!(
+        (a.status(), b.status()),
+        (StatusCode::ACCEPTED, StatusCode::ACCEPTED)
+    );
     let again = app.complete(id).await;
     assert_eq!(again.status(), StatusCode::ACCEPTED);
     let body: Value = again.json().await.unwrap();
@@ -182,7 +237,9 @@ async fn list_pages_newest_first_with_a_cursor() {
     let app = spawn_app().await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        let auth = app.authorize(&format!("{i}.jpg"), "image/jpeg", 10, "put").await;
+        let auth = app
+            .authorize(&format!("{i}.jpg"), "image/jpeg", 10, "put")
+            .await;
         ids.push(auth["id"].as_str().unwrap().to_owned());
     }
     ids.reverse();
@@ -193,7 +250,16 @@ async fn list_pages_newest_first_with_a_cursor() {
         if let Some(c) = &cursor {
             url.push_str(&format!("&cursor={c}"));
         }
-        let page: Value = app.client.get(url).bearer_auth(&app.token).send().await.unwrap().json().await.unwrap();
+        let page: Value = app
+            .client
+            .get(url)
+            .bearer_auth(&app.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let items = page["items"].as_array().unwrap();
         assert_eq!(items.len(), expected_len);
         seen.extend(items.iter().map(|u| u["id"].as_str().unwrap().to_owned()));
@@ -207,9 +273,19 @@ async fn list_pages_newest_first_with_a_cursor() {
 #[tokio::test]
 async fn health_and_readiness_answer() {
     let app = spawn_app().await;
-    let ok = app.client.get(format!("{}/healthz", app.address)).send().await.unwrap();
+    let ok = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status(), StatusCode::OK);
-    let ready = app.client.get(format!("{}/readyz", app.address)).send().await.unwrap();
+    let ready = app
+        .client
+        .get(format!("{}/readyz", app.address))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
     assert!(ok.headers().contains_key("x-request-id"));
     app.finish().await;

@@ -17,9 +17,9 @@ use tokio::sync::watch;
 
 /// `../shared/fixtures` relative to the repository root (override with `KILN_FIXTURES`).
 pub fn fixtures() -> PathBuf {
-    std::env::var_os("KILN_FIXTURES").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
-    })
+    std::env::var_os("KILN_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"))
 }
 
 /// Every file in `fixtures()/photos/{dir}`, sorted.
@@ -68,7 +68,10 @@ pub struct TestApp {
 }
 
 fn unique(prefix: &str) -> String {
-    format!("{prefix}{}", ulid::Ulid::generate().to_string().to_lowercase())
+    format!(
+        "{prefix}{}",
+        ulid::Ulid::generate().to_string().to_lowercase()
+    )
 }
 
 /// Base settings from the environment (`eval "$(scripts/services)"`).
@@ -118,13 +121,17 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
     settings.validate().expect("test settings are valid");
 
     let pool = kiln_shared::db::connect(&settings.database).unwrap();
-    kiln_shared::db::migrate(&pool).await.expect("migrate test database");
+    kiln_shared::db::migrate(&pool)
+        .await
+        .expect("migrate test database");
 
     let (stop, rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let app = kiln_api::Application::build(settings.clone()).await.expect("build api");
+    let app = kiln_api::Application::build(settings.clone())
+        .await
+        .expect("build api");
     let address = format!("http://127.0.0.1:{}", app.port());
     let storage = app.state().storage.clone();
     let queue = app.state().queue.clone();
@@ -134,13 +141,18 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
     })];
     if !opts.no_worker {
         let (s, fut) = (settings.clone(), stopped(rx.clone()));
-        tasks.push(tokio::spawn(async move { kiln_worker::run(s, fut).await.expect("worker failed") }));
+        tasks.push(tokio::spawn(async move {
+            kiln_worker::run(s, fut).await.expect("worker failed")
+        }));
     }
     let owner = OwnerId::parse(&unique("owner-")).unwrap();
     let token = token_for(&settings, &owner, false);
     TestApp {
         address,
-        client: Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+        client: Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap(),
         settings,
         pool,
         storage,
@@ -161,13 +173,24 @@ fn with_database(url: &str, db: &str) -> String {
 
 /// A token for `owner` signed with the app's secret.
 pub fn token_for(settings: &Settings, owner: &OwnerId, admin: bool) -> String {
-    kiln_shared::auth::mint(&settings.auth.jwt_secret, owner, admin, Duration::from_secs(3600))
-        .unwrap()
+    kiln_shared::auth::mint(
+        &settings.auth.jwt_secret,
+        owner,
+        admin,
+        Duration::from_secs(3600),
+    )
+    .unwrap()
 }
 
 /// Content type by extension, as a client would declare it.
 pub fn content_type_of(path: &Path) -> &'static str {
-    match path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase().as_str() {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+        .as_str()
+    {
         "jpg" | "jpeg" => "image/jpeg",
         "png" => "image/png",
         "tif" | "tiff" => "image/tiff",
@@ -192,7 +215,9 @@ impl TestApp {
             let _ = rx.wait_for(|s| *s).await;
         };
         let s = self.settings.clone();
-        self.tasks.push(tokio::spawn(async move { kiln_worker::run(s, fut).await.expect("worker failed") }));
+        self.tasks.push(tokio::spawn(async move {
+            kiln_worker::run(s, fut).await.expect("worker failed")
+        }));
     }
 
     /// `POST /v1/uploads` with `body` and `token`.
@@ -207,7 +232,13 @@ impl TestApp {
     }
 
     /// Authorizes an upload of `bytes` for the default owner; asserts 201.
-    pub async fn authorize(&self, filename: &str, content_type: &str, size: usize, method: &str) -> Value {
+    pub async fn authorize(
+        &self,
+        filename: &str,
+        content_type: &str,
+        size: usize,
+        method: &str,
+    ) -> Value {
         let resp = self
             .create_upload_as(
                 &self.token,
@@ -221,7 +252,8 @@ impl TestApp {
     /// Sends `bytes` to S3 as `auth` says (PUT with its headers, or the POST form), like any
     /// plain HTTP client. Returns the S3 status.
     pub async fn send_to_s3(&self, auth: &Value, bytes: Vec<u8>, content_type: &str) -> StatusCode {
-        self.send_to_s3_with(auth, bytes, content_type, |_| {}).await
+        self.send_to_s3_with(auth, bytes, content_type, |_| {})
+            .await
     }
 
     /// Like [`Self::send_to_s3`], letting the caller tamper with the POST form fields.
@@ -240,8 +272,16 @@ impl TestApp {
             for (k, v) in fields {
                 form = form.text(k, v.as_str().unwrap().to_owned());
             }
-            let part = reqwest::multipart::Part::bytes(bytes).file_name("f").mime_str(content_type).unwrap();
-            self.client.post(url).multipart(form.part("file", part)).send().await.unwrap()
+            let part = reqwest::multipart::Part::bytes(bytes)
+                .file_name("f")
+                .mime_str(content_type)
+                .unwrap();
+            self.client
+                .post(url)
+                .multipart(form.part("file", part))
+                .send()
+                .await
+                .unwrap()
         } else {
             let mut req = self.client.put(url);
             for (k, v) in auth["headers"].as_object().unwrap() {
@@ -290,7 +330,11 @@ impl TestApp {
             if matches!(upload["state"].as_str(), Some("ready" | "failed")) {
                 return upload;
             }
-            assert!(Instant::now() < deadline, "upload {id} stuck in {}", upload["state"]);
+            assert!(
+                Instant::now() < deadline,
+                "upload {id} stuck in {}",
+                upload["state"]
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -302,20 +346,37 @@ impl TestApp {
         let name = path.file_name().unwrap().to_str().unwrap();
         let auth = self.authorize(name, ct, bytes.len(), method).await;
         let status = self.send_to_s3(&auth, bytes, ct).await;
-        assert!(status.is_success(), "S3 refused {} via {method}: {status}", path.display());
+        assert!(
+            status.is_success(),
+            "S3 refused {} via {method}: {status}",
+            path.display()
+        );
         let resp = self.complete(auth["id"].as_str().unwrap()).await;
-        assert_eq!(resp.status(), StatusCode::ACCEPTED, "complete {}", path.display());
-        self.wait_until_processed(auth["id"].as_str().unwrap()).await
+        assert_eq!(
+            resp.status(),
+            StatusCode::ACCEPTED,
+            "complete {}",
+            path.display()
+        );
+        self.wait_until_processed(auth["id"].as_str().unwrap())
+            .await
     }
 
     /// Downloads an object by key (through the storage client).
     pub async fn object(&self, key: &str) -> Option<Vec<u8>> {
-        self.storage.get(key, u64::MAX).await.unwrap().map(|b| b.to_vec())
+        self.storage
+            .get(key, u64::MAX)
+            .await
+            .unwrap()
+            .map(|b| b.to_vec())
     }
 
     /// Keys under this test's `tmp/`.
     pub async fn temp_objects(&self) -> Vec<String> {
-        self.storage.list(&self.storage.layout().temp_root()).await.unwrap()
+        self.storage
+            .list(&self.storage.layout().temp_root())
+            .await
+            .unwrap()
     }
 
     /// Asserts no leftovers (no queued, scheduled or in-flight job; no object under `tmp/`),
@@ -327,7 +388,10 @@ impl TestApp {
             if depth.pending() == 0 {
                 break;
             }
-            assert!(Instant::now() < deadline, "jobs left in the queue: {depth:?}");
+            assert!(
+                Instant::now() < deadline,
+                "jobs left in the queue: {depth:?}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let temps = self.temp_objects().await;
@@ -352,7 +416,12 @@ impl TestApp {
         .execute(&admin)
         .await;
         // Remove this test's objects and queue keys so repeated runs do not accumulate state.
-        for key in self.storage.list(self.storage.layout().prefix()).await.unwrap_or_default() {
+        for key in self
+            .storage
+            .list(self.storage.layout().prefix())
+            .await
+            .unwrap_or_default()
+        {
             let _ = self.storage.delete(&key).await;
         }
         let mut conn = self.queue.connection();

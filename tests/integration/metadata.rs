@@ -25,10 +25,18 @@ fn close(a: f64, b: f64, tol: f64) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn metadata_matches_exiftool() {
     let app = spawn_app().await;
-    let files: Vec<PathBuf> = ["orientation", "gps", "cameras", "mobile", "heic", "tiff", "edge"]
-        .iter()
-        .flat_map(|d| photos(d))
-        .collect();
+    let files: Vec<PathBuf> = [
+        "orientation",
+        "gps",
+        "cameras",
+        "mobile",
+        "heic",
+        "tiff",
+        "edge",
+    ]
+    .iter()
+    .flat_map(|d| photos(d))
+    .collect();
     let reference = exiftool(&files, true);
     let plain = exiftool(&files, false);
     assert_eq!(reference.len(), files.len());
@@ -46,15 +54,25 @@ async fn metadata_matches_exiftool() {
                 compared += 1;
             }
         }
-        if let Some(w) = want["EXIF:DateTimeOriginal"].as_str().filter(|s| s.trim().len() >= 19) {
-            let ours = exif["date_time_original"].as_str().unwrap_or_else(|| panic!("{name}: no date"));
+        if let Some(w) = want["EXIF:DateTimeOriginal"]
+            .as_str()
+            .filter(|s| s.trim().len() >= 19)
+        {
+            let ours = exif["date_time_original"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}: no date"));
             let normalised = ours.replacen('-', ":", 2).replacen('T', " ", 1);
             assert_eq!(&normalised[..19], &w[..19], "{name}: DateTimeOriginal");
             compared += 1;
         }
-        for (tag, ours) in [("Composite:GPSLatitude", "gps_latitude"), ("Composite:GPSLongitude", "gps_longitude")] {
+        for (tag, ours) in [
+            ("Composite:GPSLatitude", "gps_latitude"),
+            ("Composite:GPSLongitude", "gps_longitude"),
+        ] {
             if let Some(w) = want[tag].as_f64() {
-                let got = exif[ours].as_f64().unwrap_or_else(|| panic!("{name}: no {ours}"));
+                let got = exif[ours]
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("{name}: no {ours}"));
                 assert!((got - w).abs() <= 1e-6, "{name}: {tag} {got} vs {w}");
                 compared += 1;
             }
@@ -67,7 +85,9 @@ async fn metadata_matches_exiftool() {
             ("EXIF:FocalLength", "focal_length"),
         ] {
             if let Some(w) = want[tag].as_f64() {
-                let got = exif[ours].as_f64().unwrap_or_else(|| panic!("{name}: no {ours} ({tag}={w})"));
+                let got = exif[ours]
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("{name}: no {ours} ({tag}={w})"));
                 assert!(close(got, w, 1e-9), "{name}: {tag} {got} vs {w}");
                 compared += 1;
             }
@@ -77,8 +97,18 @@ async fn metadata_matches_exiftool() {
         let (w, h) = (w.expect("ImageWidth"), h.expect("ImageHeight"));
         let turned = matches!(want["EXIF:Orientation"].as_u64(), Some(5..=8));
         let expected = if turned { (h, w) } else { (w, h) };
-        assert_eq!((meta["width"].as_u64().unwrap(), meta["height"].as_u64().unwrap()), expected, "{name}: size");
-        assert_eq!(meta["byte_size"].as_u64().unwrap(), std::fs::metadata(file).unwrap().len());
+        assert_eq!(
+            (
+                meta["width"].as_u64().unwrap(),
+                meta["height"].as_u64().unwrap()
+            ),
+            expected,
+            "{name}: size"
+        );
+        assert_eq!(
+            meta["byte_size"].as_u64().unwrap(),
+            std::fs::metadata(file).unwrap().len()
+        );
     }
     assert!(compared > 100, "too few tags compared: {compared}");
     app.finish().await;

@@ -27,11 +27,17 @@ pub async fn run(
     let settings = Arc::new(settings);
     let pool = kiln_shared::db::connect(&settings.database)?;
     let storage = Storage::new(&settings.storage);
-    let conn = queue::connect_redis(&settings.redis).await.context("while connecting to Redis")?;
+    let conn = queue::connect_redis(&settings.redis)
+        .await
+        .context("while connecting to Redis")?;
     let concurrency = settings.worker.concurrency;
-    let backend: RedisStorage<ProcessUpload> = RedisStorage::new(conn)
-        .with_config(queue::apalis_config(&settings.redis, concurrency));
-    let ctx = Arc::new(JobContext { settings: settings.clone(), pool, storage });
+    let backend: RedisStorage<ProcessUpload> =
+        RedisStorage::new(conn).with_config(queue::apalis_config(&settings.redis, concurrency));
+    let ctx = Arc::new(JobContext {
+        settings: settings.clone(),
+        pool,
+        storage,
+    });
     let poll = Duration::from_millis(settings.redis.poll_interval_ms);
     // Unique per process and per restart (apalis#504: a reused name blocks orphan recovery).
     let base = format!("kiln-worker-{}-{}", hostname(), ulid::Ulid::generate());
@@ -66,6 +72,10 @@ fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
         .unwrap_or_else(|| "localhost".into())
 }

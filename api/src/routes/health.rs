@@ -22,7 +22,11 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         state.storage.check()
     );
     let mut failed = Vec::new();
-    for (name, ok) in [("postgres", db.is_ok()), ("redis", redis.is_ok()), ("s3", s3.is_ok())] {
+    for (name, ok) in [
+        ("postgres", db.is_ok()),
+        ("redis", redis.is_ok()),
+        ("s3", s3.is_ok()),
+    ] {
         if !ok {
             failed.push(name);
         }
@@ -31,6 +35,9 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         (StatusCode::OK, Json(json!({"status": "ok"})))
     } else {
         tracing::warn!(?failed, "not ready");
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "failed": failed})))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "failed": failed})),
+        )
     }
 }

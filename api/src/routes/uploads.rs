@@ -69,16 +69,27 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<UploadAuthorization>), ApiError> {
     let api = &state.settings.api;
     if req.filename.is_empty() || req.filename.len() > 255 {
-        return Err(ApiError::InvalidRequest("filename must be 1-255 bytes".into()));
+        return Err(ApiError::InvalidRequest(
+            "filename must be 1-255 bytes".into(),
+        ));
     }
     if req.byte_size == 0 {
-        return Err(ApiError::InvalidRequest("byte_size must be at least 1".into()));
+        return Err(ApiError::InvalidRequest(
+            "byte_size must be at least 1".into(),
+        ));
     }
     if req.byte_size > api.max_upload_bytes {
-        return Err(ApiError::TooLarge { size: req.byte_size, max: api.max_upload_bytes });
+        return Err(ApiError::TooLarge {
+            size: req.byte_size,
+            max: api.max_upload_bytes,
+        });
     }
     let content_type = req.content_type.trim().to_ascii_lowercase();
-    if !api.allowed_content_types.iter().any(|t| t.eq_ignore_ascii_case(&content_type)) {
+    if !api
+        .allowed_content_types
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(&content_type))
+    {
         return Err(ApiError::UnsupportedContentType(req.content_type));
     }
 
@@ -96,7 +107,9 @@ pub async fn create(
         UploadMethod::Post => {
             // The policy's upper bound is the declared size, which is stricter than
             // `max_upload_bytes`: a larger file is refused by S3 itself.
-            let p = state.storage.post_policy(&key, &content_type, req.byte_size, expires_in);
+            let p = state
+                .storage
+                .post_policy(&key, &content_type, req.byte_size, expires_in);
             (p.url, None, Some(p.fields), p.expires_at)
         }
     };
@@ -117,7 +130,15 @@ pub async fn create(
     tracing::info!(upload_id = %id, owner = %principal.owner, method = req.method.as_str(), "upload authorized");
     Ok((
         StatusCode::CREATED,
-        Json(UploadAuthorization { id, method: req.method, url, headers, fields, key, expires_at }),
+        Json(UploadAuthorization {
+            id,
+            method: req.method,
+            url,
+            headers,
+            fields,
+            key,
+            expires_at,
+        }),
     ))
 }
 
@@ -135,23 +156,37 @@ pub async fn complete(
     Authenticated(principal): Authenticated,
     Path(id): Path<UploadId>,
 ) -> Result<(StatusCode, Json<UploadView>), ApiError> {
-    let upload =
-        db::get_owned(&state.pool, &principal.owner, id).await?.ok_or(ApiError::NotFound)?;
+    let upload = db::get_owned(&state.pool, &principal.owner, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     if upload.state != kiln_shared::domain::UploadState::Pending {
-        return Ok((StatusCode::ACCEPTED, Json(view(&state, upload, true).await?)));
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(view(&state, upload, true).await?),
+        ));
     }
-    let head = state.storage.head(&upload.temp_key).await?.ok_or(ApiError::ObjectMissing)?;
+    let head = state
+        .storage
+        .head(&upload.temp_key)
+        .await?
+        .ok_or(ApiError::ObjectMissing)?;
     let declared = upload.byte_size.max(0) as u64;
     if head.size != declared {
         state.storage.delete(&upload.temp_key).await?;
-        return Err(ApiError::SizeMismatch { declared, actual: head.size });
+        return Err(ApiError::SizeMismatch {
+            declared,
+            actual: head.size,
+        });
     }
     let Some(uploaded) = db::mark_uploaded(&state.pool, &principal.owner, id).await? else {
         // A concurrent call won the transition and enqueued the job.
         let current = db::get_owned(&state.pool, &principal.owner, id)
             .await?
             .ok_or(ApiError::NotFound)?;
-        return Ok((StatusCode::ACCEPTED, Json(view(&state, current, true).await?)));
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(view(&state, current, true).await?),
+        ));
     };
     if let Err(e) = state.queue.push_process_upload(id).await {
         // Hand the upload back to `pending` so the client's retry of `complete` enqueues it.
@@ -159,7 +194,10 @@ pub async fn complete(
         return Err(e.into());
     }
     tracing::info!(upload_id = %id, "upload completed; job enqueued");
-    Ok((StatusCode::ACCEPTED, Json(view(&state, uploaded, true).await?)))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(view(&state, uploaded, true).await?),
+    ))
 }
 
 /// `GET /v1/uploads/{id}`: the upload with its state, error, metadata and derivatives (each
@@ -172,8 +210,9 @@ pub async fn show(
     Authenticated(principal): Authenticated,
     Path(id): Path<UploadId>,
 ) -> Result<Json<UploadView>, ApiError> {
-    let upload =
-        db::get_owned(&state.pool, &principal.owner, id).await?.ok_or(ApiError::NotFound)?;
+    let upload = db::get_owned(&state.pool, &principal.owner, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     Ok(Json(view(&state, upload, true).await?))
 }
 
@@ -214,7 +253,12 @@ pub async fn list(
     let mut uploads = db::list_owned(&state.pool, &principal.owner, limit + 1, cursor).await?;
     let next_cursor = if uploads.len() as i64 > limit {
         uploads.truncate(limit as usize);
-        uploads.last().map(|u| encode_cursor(&Cursor { created_at: u.created_at, id: u.id }))
+        uploads.last().map(|u| {
+            encode_cursor(&Cursor {
+                created_at: u.created_at,
+                id: u.id,
+            })
+        })
     } else {
         None
     };
@@ -232,12 +276,17 @@ fn encode_cursor(c: &Cursor) -> String {
 
 fn decode_cursor(s: &str) -> Result<Cursor, ApiError> {
     let bad = || ApiError::InvalidRequest("malformed cursor".into());
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .map_err(|_| bad())?;
     let raw = String::from_utf8(raw).map_err(|_| bad())?;
     let (micros, id) = raw.split_once('|').ok_or_else(bad)?;
     let created_at =
         DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
-    Ok(Cursor { created_at, id: id.parse().map_err(|_| bad())? })
+    Ok(Cursor {
+        created_at,
+        id: id.parse().map_err(|_| bad())?,
+    })
 }
 
 /// An upload as the API shows it.

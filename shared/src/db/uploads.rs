@@ -120,7 +120,10 @@ pub async fn insert_pending(pool: &PgPool, new: &NewUpload<'_>) -> Result<Upload
 /// [`DbError`] on database failure or a corrupt row.
 pub async fn get(pool: &PgPool, id: UploadId) -> Result<Option<Upload>, DbError> {
     let sql = format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = $1");
-    let row: Option<UploadRow> = sqlx::query_as(AssertSqlSafe(sql)).bind(id.0).fetch_optional(pool).await?;
+    let row: Option<UploadRow> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(id.0)
+        .fetch_optional(pool)
+        .await?;
     row.map(Upload::try_from).transpose()
 }
 
@@ -210,7 +213,10 @@ pub async fn claim(pool: &PgPool, id: UploadId) -> Result<Option<Upload>, DbErro
         "UPDATE uploads SET state = 'processing', attempts = attempts + 1, updated_at = now() \
          WHERE id = $1 AND state IN ('uploaded', 'processing') RETURNING {UPLOAD_COLUMNS}"
     );
-    let row: Option<UploadRow> = sqlx::query_as(AssertSqlSafe(sql)).bind(id.0).fetch_optional(pool).await?;
+    let row: Option<UploadRow> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(id.0)
+        .fetch_optional(pool)
+        .await?;
     row.map(Upload::try_from).transpose()
 }
 
@@ -329,15 +335,17 @@ pub async fn derivatives(pool: &PgPool, id: UploadId) -> Result<Vec<Derivative>,
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(rendition, object_key, format, w, h, bytes, version)| Derivative {
-            rendition,
-            object_key,
-            format,
-            width: w.max(0) as u32,
-            height: h.max(0) as u32,
-            byte_size: bytes.max(0) as u64,
-            recipe_version: version.max(0) as u32,
-        })
+        .map(
+            |(rendition, object_key, format, w, h, bytes, version)| Derivative {
+                rendition,
+                object_key,
+                format,
+                width: w.max(0) as u32,
+                height: h.max(0) as u32,
+                byte_size: bytes.max(0) as u64,
+                recipe_version: version.max(0) as u32,
+            },
+        )
         .collect())
 }
 

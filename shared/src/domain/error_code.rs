@@ -67,7 +67,11 @@ mod tests {
 
     #[test]
     fn wire_form_matches_serde() {
-        for c in [ErrorCode::CorruptImage, ErrorCode::ImageTooLarge, ErrorCode::RetriesExhausted] {
+        for c in [
+            ErrorCode::CorruptImage,
+            ErrorCode::ImageTooLarge,
+            ErrorCode::RetriesExhausted,
+        ] {
             assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
         }
     }

@@ -41,7 +41,11 @@ impl KeyLayout {
 
     /// Final key of the promoted original.
     pub fn original(&self, owner: &OwnerId, id: UploadId, filename: &str) -> String {
-        format!("{}originals/{owner}/{id}/{}", self.prefix, sanitize_filename(filename))
+        format!(
+            "{}originals/{owner}/{id}/{}",
+            self.prefix,
+            sanitize_filename(filename)
+        )
     }
 
     /// Key of one derivative, e.g. `derivatives/alice/{id}/thumb.webp`.
@@ -57,11 +61,21 @@ pub fn sanitize_filename(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or("");
     let mut out: String = base
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     out = out.trim_start_matches('.').to_owned();
     out.truncate(128);
-    if out.is_empty() { "original".into() } else { out }
+    if out.is_empty() {
+        "original".into()
+    } else {
+        out
+    }
 }
 
 #[cfg(test)]
@@ -80,7 +94,10 @@ mod tests {
     fn prefix_is_normalised() {
         let owner = OwnerId::parse("o").unwrap();
         let id = UploadId::new();
-        assert_eq!(KeyLayout::new("t1").temp(&owner, id), format!("t1/tmp/o/{id}"));
+        assert_eq!(
+            KeyLayout::new("t1").temp(&owner, id),
+            format!("t1/tmp/o/{id}")
+        );
         assert_eq!(KeyLayout::new("").temp(&owner, id), format!("tmp/o/{id}"));
     }
 }

@@ -27,8 +27,13 @@ impl OwnerId {
         let ok = !s.is_empty()
             && s.len() <= 64
             && !s.starts_with('.')
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-        if ok { Ok(Self(s.to_owned())) } else { Err(InvalidOwnerId) }
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(InvalidOwnerId)
+        }
     }
 
     /// The id as a string slice.

@@ -113,10 +113,16 @@ impl Rendition {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
         if !name_ok {
-            return Err(format!("rendition name {:?} must be [a-z0-9_-]{{1,32}}", self.name));
+            return Err(format!(
+                "rendition name {:?} must be [a-z0-9_-]{{1,32}}",
+                self.name
+            ));
         }
         if self.max_width == 0 || self.max_height == 0 {
-            return Err(format!("rendition {}: max_width and max_height must be > 0", self.name));
+            return Err(format!(
+                "rendition {}: max_width and max_height must be > 0",
+                self.name
+            ));
         }
         if !(1..=100).contains(&self.quality) {
             return Err(format!("rendition {}: quality must be 1-100", self.name));
@@ -131,13 +137,19 @@ impl Rendition {
         match self.fit {
             Fit::Contain => {
                 let scale = (bw / sw).min(bh / sh).min(1.0);
-                ((sw * scale).round().max(1.0) as u32, (sh * scale).round().max(1.0) as u32)
+                (
+                    (sw * scale).round().max(1.0) as u32,
+                    (sh * scale).round().max(1.0) as u32,
+                )
             }
             Fit::Cover => {
                 // Fill the box; with a smaller source, shrink the box (keeping its aspect
                 // ratio) to what the source covers rather than upscale.
                 let scale = (sw / bw).min(sh / bh).min(1.0);
-                ((bw * scale).round().max(1.0) as u32, (bh * scale).round().max(1.0) as u32)
+                (
+                    (bw * scale).round().max(1.0) as u32,
+                    (bh * scale).round().max(1.0) as u32,
+                )
             }
         }
     }

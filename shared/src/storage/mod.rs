@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use aws_credential_types::Credentials;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
@@ -165,7 +165,14 @@ impl Storage {
     /// # Errors
     /// [`StorageError`] on any other failure.
     pub async fn head(&self, key: &str) -> Result<Option<ObjectHead>, StorageError> {
-        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(out) => Ok(Some(ObjectHead {
                 size: out.content_length().unwrap_or(0).max(0) as u64,
                 content_type: out.content_type().map(str::to_owned),
@@ -181,7 +188,14 @@ impl Storage {
     /// [`StorageError::Rejected`] when the object is larger than `max_bytes`;
     /// [`StorageError::Unavailable`] when the body stream breaks; other failures as classified.
     pub async fn get(&self, key: &str, max_bytes: u64) -> Result<Option<Bytes>, StorageError> {
-        let out = match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(out) => out,
             Err(SdkError::ServiceError(e)) if e.err().is_no_such_key() => return Ok(None),
             Err(e) => return Err(classify("GetObject", key, e)),
@@ -204,7 +218,12 @@ impl Storage {
     ///
     /// # Errors
     /// [`StorageError`] as classified.
-    pub async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), StorageError> {
+    pub async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<(), StorageError> {
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -265,7 +284,11 @@ impl Storage {
             .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| classify("ListObjectsV2", prefix, e))?;
-            keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
         }
         Ok(keys)
     }

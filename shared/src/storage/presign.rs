@@ -144,7 +144,8 @@ impl Storage {
             &self.region,
             "s3",
         );
-        let signature = aws_sigv4::sign::v4::calculate_signature(signing_key, policy_b64.as_bytes());
+        let signature =
+            aws_sigv4::sign::v4::calculate_signature(signing_key, policy_b64.as_bytes());
         let fields = BTreeMap::from([
             ("key".to_owned(), key.to_owned()),
             ("Content-Type".to_owned(), content_type.to_owned()),
@@ -154,6 +155,10 @@ impl Storage {
             ("x-amz-date".to_owned(), amz_date),
             ("x-amz-signature".to_owned(), signature),
         ]);
-        PostPolicy { url: format!("{}/{}", self.endpoint, self.bucket), fields, expires_at }
+        PostPolicy {
+            url: format!("{}/{}", self.endpoint, self.bucket),
+            fields,
+            expires_at,
+        }
     }
 }

@@ -38,7 +38,9 @@ impl Limits {
             )));
         }
         if width == 0 || height == 0 {
-            return Err(ImagingError::Corrupt(format!("empty image {width}x{height}")));
+            return Err(ImagingError::Corrupt(format!(
+                "empty image {width}x{height}"
+            )));
         }
         Ok(())
     }
@@ -46,7 +48,9 @@ impl Limits {
     /// Bytes a decoder may allocate: the pixel limit at 16-bit RGBA (8 bytes per pixel), plus
     /// slack for decoder state.
     fn max_alloc(&self) -> u64 {
-        self.max_pixels.saturating_mul(8).saturating_add(64 * 1024 * 1024)
+        self.max_pixels
+            .saturating_mul(8)
+            .saturating_add(64 * 1024 * 1024)
     }
 }
 
@@ -75,7 +79,10 @@ pub fn decode(bytes: &[u8], format: ImageFormat, limits: &Limits) -> Result<Deco
         other if other.color().has_alpha() => DynamicImage::ImageRgba8(other.to_rgba8()),
         other => DynamicImage::ImageRgb8(other.to_rgb8()),
     };
-    Ok(Decoded { image, frame_count: 1 })
+    Ok(Decoded {
+        image,
+        frame_count: 1,
+    })
 }
 
 fn image_error(e: image::ImageError) -> ImagingError {
@@ -92,6 +99,9 @@ fn decode_with_image(
     format: ImageFormat,
     limits: &Limits,
 ) -> Result<DynamicImage, ImagingError> {
+    if format == ImageFormat::Jpeg {
+        check_jpeg_complete(bytes)?;
+    }
     let fmt = match format {
         ImageFormat::Jpeg => image::ImageFormat::Jpeg,
         ImageFormat::Png => image::ImageFormat::Png,
@@ -110,10 +120,49 @@ fn decode_with_image(
     let (w, h) = decoder.dimensions();
     limits.check(w, h)?;
     // Unreadable EXIF means "no orientation", never a failure.
-    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut image = DynamicImage::from_decoder(decoder).map_err(image_error)?;
     image.apply_orientation(orientation);
     Ok(image)
+}
+
+/// Refuses a JPEG whose scan data is cut short. zune-jpeg (behind `image`) fills a truncated
+/// scan with grey and reports success, so check the structure first: walk the marker segments
+/// from SOI (ITU T.81 B.1.1) to the first SOS, then require an EOI (`FF D9`) after it. The
+/// search starts after SOS because an EXIF thumbnail in APP1 carries its own EOI.
+fn check_jpeg_complete(bytes: &[u8]) -> Result<(), ImagingError> {
+    let corrupt = |m: &str| Err(ImagingError::Corrupt(format!("JPEG: {m}")));
+    let mut pos = 2; // after SOI
+    let sos = loop {
+        // Markers may be preceded by any number of 0xFF fill bytes.
+        while bytes.get(pos) == Some(&0xFF) && bytes.get(pos + 1) == Some(&0xFF) {
+            pos += 1;
+        }
+        match (bytes.get(pos), bytes.get(pos + 1)) {
+            (Some(0xFF), Some(0xDA)) => break pos,
+            (Some(0xFF), Some(0xD9)) => return corrupt("EOI before any scan"),
+            (Some(0xFF), Some(0x01 | 0xD0..=0xD7)) => pos += 2,
+            (Some(0xFF), Some(_)) => {
+                let len = match bytes.get(pos + 2..pos + 4) {
+                    Some(l) => usize::from(u16::from_be_bytes([l[0], l[1]])),
+                    None => return corrupt("truncated in the headers"),
+                };
+                if len < 2 {
+                    return corrupt("segment length under 2");
+                }
+                pos += 2 + len;
+            }
+            (None, _) | (_, None) => return corrupt("truncated before the first scan"),
+            _ => return corrupt("bad marker in the headers"),
+        }
+    };
+    if bytes[sos..].windows(2).any(|w| w == [0xFF, 0xD9]) {
+        Ok(())
+    } else {
+        corrupt("truncated scan data (no EOI marker)")
+    }
 }
 
 fn heif_error(e: libheif_rs::HeifError) -> ImagingError {
@@ -131,12 +180,18 @@ fn decode_heif(bytes: &[u8], limits: &Limits) -> Result<DynamicImage, ImagingErr
     // Width and height of the handle are as displayed (after irot/imir), from the header.
     limits.check(handle.width(), handle.height())?;
     let alpha = handle.has_alpha_channel();
-    let chroma = if alpha { RgbChroma::Rgba } else { RgbChroma::Rgb };
-    let image = LibHeif::new().decode(&handle, ColorSpace::Rgb(chroma), None).map_err(heif_error)?;
+    let chroma = if alpha {
+        RgbChroma::Rgba
+    } else {
+        RgbChroma::Rgb
+    };
+    let image = LibHeif::new()
+        .decode(&handle, ColorSpace::Rgb(chroma), None)
+        .map_err(heif_error)?;
     let planes = image.planes();
-    let plane = planes
-        .interleaved
-        .ok_or_else(|| ImagingError::Corrupt("HEIF decoder returned no interleaved plane".into()))?;
+    let plane = planes.interleaved.ok_or_else(|| {
+        ImagingError::Corrupt("HEIF decoder returned no interleaved plane".into())
+    })?;
     let channels = if alpha { 4 } else { 3 };
     let (w, h) = (plane.width, plane.height);
     let row = w as usize * channels;

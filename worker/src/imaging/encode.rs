@@ -10,7 +10,11 @@ use super::ImagingError;
 ///
 /// # Errors
 /// [`ImagingError::Render`] when the encoder fails.
-pub fn encode(image: &DynamicImage, format: OutputFormat, quality: u8) -> Result<Vec<u8>, ImagingError> {
+pub fn encode(
+    image: &DynamicImage,
+    format: OutputFormat,
+    quality: u8,
+) -> Result<Vec<u8>, ImagingError> {
     match format {
         OutputFormat::Webp => {
             let encoder = webp::Encoder::from_image(image)

@@ -15,7 +15,10 @@ pub fn read_exif(file: &[u8]) -> Option<ExifSummary> {
         Ok(exif) => exif,
         Err(exif::Error::PartialResult(partial)) => {
             let (exif, errors) = partial.into_inner();
-            tracing::debug!(errors = errors.len(), "EXIF parsed with errors; broken fields skipped");
+            tracing::debug!(
+                errors = errors.len(),
+                "EXIF parsed with errors; broken fields skipped"
+            );
             exif
         }
         Err(e) => {
@@ -53,10 +56,16 @@ fn summarize(exif: &Exif) -> ExifSummary {
 
 /// First non-empty ASCII string of a field, trimmed of NULs and spaces.
 fn ascii(field: &Field) -> Option<String> {
-    let Value::Ascii(ref parts) = field.value else { return None };
+    let Value::Ascii(ref parts) = field.value else {
+        return None;
+    };
     parts
         .iter()
-        .map(|p| String::from_utf8_lossy(p).trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_owned())
+        .map(|p| {
+            String::from_utf8_lossy(p)
+                .trim_matches(|c: char| c == '\0' || c.is_whitespace())
+                .to_owned()
+        })
         .find(|s| !s.is_empty())
 }
 
@@ -73,7 +82,9 @@ fn rational(field: &Field) -> Option<f64> {
 /// GPS degrees/minutes/seconds (three rationals) plus the N/S or E/W ref as signed degrees.
 fn gps(exif: &Exif, tag: Tag, ref_tag: Tag, negative: u8, max: f64) -> Option<f64> {
     let field = exif.get_field(tag, In::PRIMARY)?;
-    let Value::Rational(ref dms) = field.value else { return None };
+    let Value::Rational(ref dms) = field.value else {
+        return None;
+    };
     if dms.is_empty() || dms.iter().any(|r| r.denom == 0) {
         return None;
     }
@@ -109,7 +120,10 @@ mod tests {
 
     #[test]
     fn dates_become_iso_8601() {
-        assert_eq!(exif_datetime_to_iso("2008:05:30 15:56:01", None).unwrap(), "2008-05-30T15:56:01");
+        assert_eq!(
+            exif_datetime_to_iso("2008:05:30 15:56:01", None).unwrap(),
+            "2008-05-30T15:56:01"
+        );
         assert_eq!(
             exif_datetime_to_iso("2022:02:16 12:55:41", Some("+01:00")).unwrap(),
             "2022-02-16T12:55:41+01:00"

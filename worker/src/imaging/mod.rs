@@ -112,5 +112,8 @@ pub fn process(
         animated: decoded.frame_count > 1,
         exif,
     };
-    Ok(Processed { metadata, derivatives })
+    Ok(Processed {
+        metadata,
+        derivatives,
+    })
 }

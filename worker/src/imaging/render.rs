@@ -22,9 +22,15 @@ pub fn render(image: &DynamicImage, rendition: &Rendition) -> Result<DynamicImag
     let (pixel_type, raw) = match image {
         DynamicImage::ImageRgb8(b) => (PixelType::U8x3, b.as_raw().as_slice()),
         DynamicImage::ImageRgba8(b) => (PixelType::U8x4, b.as_raw().as_slice()),
-        other => return Err(ImagingError::Render(format!("unexpected pixel type {:?}", other.color()))),
+        other => {
+            return Err(ImagingError::Render(format!(
+                "unexpected pixel type {:?}",
+                other.color()
+            )));
+        }
     };
-    let src = ImageRef::new(w, h, raw, pixel_type).map_err(|e| ImagingError::Render(e.to_string()))?;
+    let src =
+        ImageRef::new(w, h, raw, pixel_type).map_err(|e| ImagingError::Render(e.to_string()))?;
     let mut dst = Image::new(tw, th, pixel_type);
     let options = ResizeOptions::new()
         .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3))
@@ -35,7 +41,9 @@ pub fn render(image: &DynamicImage, rendition: &Rendition) -> Result<DynamicImag
     let buf = dst.into_vec();
     let bad = || ImagingError::Render("resized buffer has the wrong size".into());
     Ok(match pixel_type {
-        PixelType::U8x4 => DynamicImage::ImageRgba8(image::RgbaImage::from_raw(tw, th, buf).ok_or_else(bad)?),
+        PixelType::U8x4 => {
+            DynamicImage::ImageRgba8(image::RgbaImage::from_raw(tw, th, buf).ok_or_else(bad)?)
+        }
         _ => DynamicImage::ImageRgb8(image::RgbImage::from_raw(tw, th, buf).ok_or_else(bad)?),
     })
 }

@@ -40,8 +40,9 @@ impl ImageFormat {
     }
 }
 
-const HEIF_BRANDS: [&[u8; 4]; 8] =
-    [b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"];
+const HEIF_BRANDS: [&[u8; 4]; 8] = [
+    b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1",
+];
 const AVIF_BRANDS: [&[u8; 4]; 2] = [b"avif", b"avis"];
 
 /// The format of `bytes`, or `None` when no known signature matches.
@@ -50,7 +51,21 @@ pub fn sniff(bytes: &[u8]) -> Option<ImageFormat> {
         [0xFF, 0xD8, 0xFF, ..] => Some(ImageFormat::Jpeg),
         [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, ..] => Some(ImageFormat::Png),
         [b'G', b'I', b'F', b'8', b'7' | b'9', b'a', ..] => Some(ImageFormat::Gif),
-        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => Some(ImageFormat::Webp),
+        [
+            b'R',
+            b'I',
+            b'F',
+            b'F',
+            _,
+            _,
+            _,
+            _,
+            b'W',
+            b'E',
+            b'B',
+            b'P',
+            ..,
+        ] => Some(ImageFormat::Webp),
         [b'I', b'I', 0x2A, 0x00, ..] | [b'M', b'M', 0x00, 0x2A, ..] => Some(ImageFormat::Tiff),
         [_, _, _, _, b'f', b't', b'y', b'p', ..] => sniff_ftyp(bytes),
         _ => None,
@@ -81,12 +96,21 @@ mod tests {
 
     #[test]
     fn sniffs_signatures_not_names() {
-        assert_eq!(sniff(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0]), Some(ImageFormat::Jpeg));
+        assert_eq!(
+            sniff(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0]),
+            Some(ImageFormat::Jpeg)
+        );
         assert_eq!(sniff(b"GIF89a\x01\x00"), Some(ImageFormat::Gif));
         assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some(ImageFormat::Webp));
         assert_eq!(sniff(b"MM\0*\0\0\0\x08"), Some(ImageFormat::Tiff));
-        assert_eq!(sniff(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic"), Some(ImageFormat::Heif));
-        assert_eq!(sniff(b"\0\0\0\x1cftypavif\0\0\0\0avifmif1miaf"), Some(ImageFormat::Avif));
+        assert_eq!(
+            sniff(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic"),
+            Some(ImageFormat::Heif)
+        );
+        assert_eq!(
+            sniff(b"\0\0\0\x1cftypavif\0\0\0\0avifmif1miaf"),
+            Some(ImageFormat::Avif)
+        );
         assert_eq!(sniff(b"\0\0\0\x14ftypisom\0\0\0\0mp41"), None);
         assert_eq!(sniff(b"hello, world"), None);
         assert_eq!(sniff(b""), None);

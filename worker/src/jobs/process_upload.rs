@@ -63,23 +63,35 @@ pub enum JobError {
 
 impl From<DbError> for JobError {
     fn from(e: DbError) -> Self {
-        JobError::Transient { code: ErrorCode::DatabaseUnavailable, message: e.to_string() }
+        JobError::Transient {
+            code: ErrorCode::DatabaseUnavailable,
+            message: e.to_string(),
+        }
     }
 }
 
 impl From<StorageError> for JobError {
     fn from(e: StorageError) -> Self {
         if e.is_transient() {
-            JobError::Transient { code: ErrorCode::StorageUnavailable, message: e.to_string() }
+            JobError::Transient {
+                code: ErrorCode::StorageUnavailable,
+                message: e.to_string(),
+            }
         } else {
-            JobError::Permanent { code: ErrorCode::StorageUnavailable, message: e.to_string() }
+            JobError::Permanent {
+                code: ErrorCode::StorageUnavailable,
+                message: e.to_string(),
+            }
         }
     }
 }
 
 impl From<ImagingError> for JobError {
     fn from(e: ImagingError) -> Self {
-        JobError::Permanent { code: e.code(), message: e.to_string() }
+        JobError::Permanent {
+            code: e.code(),
+            message: e.to_string(),
+        }
     }
 }
 
@@ -115,7 +127,11 @@ pub async fn handle(
         let started = Instant::now();
         match process(&ctx, job.upload_id).await {
             Ok(outcome) => {
-                tracing::info!(?outcome, elapsed_ms = started.elapsed().as_millis() as u64, "job done");
+                tracing::info!(
+                    ?outcome,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "job done"
+                );
                 Ok(())
             }
             Err(JobError::Permanent { code, message }) => {
@@ -131,8 +147,13 @@ pub async fn handle(
                     let message = format!("{attempts} attempts; last: {code}: {message}");
                     tracing::warn!(%message, "retries exhausted");
                     preserve_original(&ctx, job.upload_id).await?;
-                    db::mark_failed(&ctx.pool, job.upload_id, ErrorCode::RetriesExhausted, &message)
-                        .await?;
+                    db::mark_failed(
+                        &ctx.pool,
+                        job.upload_id,
+                        ErrorCode::RetriesExhausted,
+                        &message,
+                    )
+                    .await?;
                     return Err(AbortError::new(message).into());
                 }
                 tracing::warn!(%code, %message, attempts, "transient failure; will retry");
@@ -157,7 +178,10 @@ pub async fn process(ctx: &JobContext, id: UploadId) -> Result<Outcome, JobError
     let max = ctx.settings.worker.max_encoded_bytes;
     // A replayed upload's original was already moved to its final key when it failed.
     let source = if ctx.storage.head(&upload.temp_key).await?.is_none() {
-        upload.final_key.clone().unwrap_or_else(|| upload.temp_key.clone())
+        upload
+            .final_key
+            .clone()
+            .unwrap_or_else(|| upload.temp_key.clone())
     } else {
         upload.temp_key.clone()
     };
@@ -170,28 +194,39 @@ pub async fn process(ctx: &JobContext, id: UploadId) -> Result<Outcome, JobError
             });
         }
         Err(StorageError::Rejected(m)) if m.contains("limit") => {
-            return Err(JobError::Permanent { code: ErrorCode::ImageTooLarge, message: m });
+            return Err(JobError::Permanent {
+                code: ErrorCode::ImageTooLarge,
+                message: m,
+            });
         }
         Err(e) => return Err(e.into()),
     };
     if bytes.len() as u64 != upload.byte_size.max(0) as u64 {
         return Err(JobError::Permanent {
             code: ErrorCode::SizeMismatch,
-            message: format!("temp object has {} bytes, {} declared", bytes.len(), upload.byte_size),
+            message: format!(
+                "temp object has {} bytes, {} declared",
+                bytes.len(),
+                upload.byte_size
+            ),
         });
     }
 
     let renditions = ctx.settings.worker.renditions.clone();
     let limits = ctx.limits();
-    let processed = tokio::task::spawn_blocking(move || imaging::process(&bytes, &renditions, &limits))
-        .await
-        .map_err(|e| JobError::Permanent {
-            code: ErrorCode::CorruptImage,
-            message: format!("decoder panicked: {e}"),
-        })??;
+    let processed =
+        tokio::task::spawn_blocking(move || imaging::process(&bytes, &renditions, &limits))
+            .await
+            .map_err(|e| JobError::Permanent {
+                code: ErrorCode::CorruptImage,
+                message: format!("decoder panicked: {e}"),
+            })??;
 
     let derivatives = store_derivatives(ctx, &upload, processed.derivatives).await?;
-    let final_key = ctx.storage.layout().original(&upload.owner, upload.id, &upload.filename);
+    let final_key = ctx
+        .storage
+        .layout()
+        .original(&upload.owner, upload.id, &upload.filename);
     if source != final_key {
         ctx.storage.copy(&source, &final_key).await?;
     }
@@ -209,11 +244,16 @@ pub async fn process(ctx: &JobContext, id: UploadId) -> Result<Outcome, JobError
 /// it, then deletes the temp object, so nothing is lost, nothing is left under `tmp/`, and a
 /// replay can process it from the final key. A missing temp object is not an error.
 async fn preserve_original(ctx: &JobContext, id: UploadId) -> Result<(), BoxDynError> {
-    let Some(upload) = db::get(&ctx.pool, id).await? else { return Ok(()) };
+    let Some(upload) = db::get(&ctx.pool, id).await? else {
+        return Ok(());
+    };
     if ctx.storage.head(&upload.temp_key).await?.is_none() {
         return Ok(());
     }
-    let final_key = ctx.storage.layout().original(&upload.owner, upload.id, &upload.filename);
+    let final_key = ctx
+        .storage
+        .layout()
+        .original(&upload.owner, upload.id, &upload.filename);
     ctx.storage.copy(&upload.temp_key, &final_key).await?;
     db::set_final_key(&ctx.pool, id, &final_key).await?;
     ctx.storage.delete(&upload.temp_key).await?;
@@ -228,9 +268,16 @@ async fn store_derivatives(
     let mut out = Vec::with_capacity(rendered.len());
     for d in rendered {
         let r = &d.rendition;
-        let key = ctx.storage.layout().derivative(&upload.owner, upload.id, &r.name, r.format.extension());
+        let key = ctx.storage.layout().derivative(
+            &upload.owner,
+            upload.id,
+            &r.name,
+            r.format.extension(),
+        );
         let byte_size = d.bytes.len() as u64;
-        ctx.storage.put(&key, d.bytes.into(), r.format.mime()).await?;
+        ctx.storage
+            .put(&key, d.bytes.into(), r.format.mime())
+            .await?;
         out.push(Derivative {
             rendition: r.name.clone(),
             object_key: key,
