@@ -114,9 +114,23 @@ impl Settings {
             !self.worker.renditions.is_empty(),
             "worker.renditions must name at least one rendition",
         )?;
+        let mut names = std::collections::HashSet::new();
         for r in &self.worker.renditions {
             r.validate().map_err(ConfigError::Rule)?;
+            rule(
+                names.insert(r.name.as_str()),
+                "worker.renditions names must be unique",
+            )?;
         }
+        rule(
+            self.worker.retry_base_delay_ms > 0
+                && self.worker.retry_base_delay_ms <= self.worker.retry_max_delay_ms,
+            "worker.retry_base_delay_ms must be > 0 and <= worker.retry_max_delay_ms",
+        )?;
+        rule(
+            self.auth.jwt_secret.expose_secret().len() >= 16,
+            "auth.jwt_secret must be at least 16 bytes",
+        )?;
         Ok(())
     }
 }
@@ -282,6 +296,11 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     /// Attempts for transient failures, the first included.
     pub max_attempts: u32,
+    /// Base delay of the retry backoff, in milliseconds: attempt n waits a uniformly random
+    /// time in `0 ..= min(retry_max_delay_ms, retry_base_delay_ms × 2^(n-1))` ("full jitter").
+    pub retry_base_delay_ms: u64,
+    /// Cap of the retry backoff, in milliseconds.
+    pub retry_max_delay_ms: u64,
     /// Time a stopping worker gives in-flight jobs, in seconds.
     pub shutdown_timeout_secs: u64,
     /// Largest original the worker will fetch and decode, in bytes.
@@ -299,6 +318,8 @@ impl Default for WorkerSettings {
         Self {
             concurrency: 2,
             max_attempts: 5,
+            retry_base_delay_ms: 1_000,
+            retry_max_delay_ms: 60_000,
             shutdown_timeout_secs: 20,
             max_encoded_bytes: 100 * 1024 * 1024,
             max_pixels: 100_000_000,

@@ -6,6 +6,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod queue;
+pub mod retry;
 pub mod storage;
 pub mod telemetry;
 

@@ -118,21 +118,70 @@ impl JobQueue {
         self.conn.clone()
     }
 
-    /// Pushes one ProcessUpload job and returns its task id (a fresh ULID).
+    /// Pushes one ProcessUpload job, runnable now, and returns its task id (a fresh ULID).
     ///
     /// # Errors
     /// [`QueueError`] when Redis refuses or does not answer.
     pub async fn push_process_upload(&self, upload_id: UploadId) -> Result<String, QueueError> {
+        self.push_process_upload_after(upload_id, Duration::ZERO)
+            .await
+    }
+
+    /// Pushes one ProcessUpload job that becomes runnable after `delay` (whole seconds; apalis
+    /// scores scheduled jobs in Unix seconds) and returns its task id.
+    ///
+    /// # Errors
+    /// [`QueueError`] when Redis refuses or does not answer.
+    pub async fn push_process_upload_after(
+        &self,
+        upload_id: UploadId,
+        delay: Duration,
+    ) -> Result<String, QueueError> {
         let id = TaskId::from_ulid(ulid::Ulid::generate());
-        let task = TaskBuilder::new(ProcessUpload { upload_id })
-            .task_id(id.clone())
-            .build();
+        let mut builder = TaskBuilder::new(ProcessUpload { upload_id }).task_id(id.clone());
+        if !delay.is_zero() {
+            builder = builder.run_after(delay);
+        }
         let mut storage = self.storage.clone();
         storage
-            .push_task(task)
+            .push_task(builder.build())
             .await
             .map_err(|e| QueueError::Apalis(e.to_string()))?;
         Ok(id.to_string())
+    }
+
+    /// Whether task `job_id` is still waiting or running: its meta hash exists with a status
+    /// other than `Done` or `Killed`. A flushed Redis or an unknown id reads as not live.
+    ///
+    /// # Errors
+    /// [`QueueError::Redis`] when Redis does not answer.
+    pub async fn is_live(&self, job_id: &str) -> Result<bool, QueueError> {
+        let mut c = self.conn.clone();
+        let status: Option<String> = c
+            .hget(
+                format!("{}:{job_id}", self.config.job_meta_hash()),
+                "status",
+            )
+            .await?;
+        Ok(matches!(status.as_deref(), Some(s) if s != "Done" && s != "Killed"))
+    }
+
+    /// Removes task `job_id` from the dead set and deletes its stored payload and meta hash
+    /// (after a replay enqueued a fresh task for the same upload).
+    ///
+    /// # Errors
+    /// [`QueueError::Redis`] when Redis does not answer.
+    pub async fn forget_dead(&self, job_id: &str) -> Result<(), QueueError> {
+        let mut c = self.conn.clone();
+        let cfg = &self.config;
+        redis::pipe()
+            .atomic()
+            .srem(cfg.dead_jobs_set(), job_id)
+            .hdel(cfg.job_data_hash(), job_id)
+            .del(format!("{}:{job_id}", cfg.job_meta_hash()))
+            .query_async::<()>(&mut c)
+            .await?;
+        Ok(())
     }
 
     /// `PING`, for readiness probes.

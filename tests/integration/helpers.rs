@@ -368,7 +368,7 @@ impl TestApp {
             .get(key, u64::MAX)
             .await
             .unwrap()
-            .map(|b| b.to_vec())
+            .map(|o| o.bytes.to_vec())
     }
 
     /// Keys under this test's `tmp/`.

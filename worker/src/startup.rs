@@ -30,6 +30,9 @@ pub async fn run(
     let conn = queue::connect_redis(&settings.redis)
         .await
         .context("while connecting to Redis")?;
+    let job_queue = queue::JobQueue::connect(&settings.redis)
+        .await
+        .context("while connecting to Redis")?;
     let concurrency = settings.worker.concurrency;
     let backend: RedisStorage<ProcessUpload> =
         RedisStorage::new(conn).with_config(queue::apalis_config(&settings.redis, concurrency));
@@ -37,6 +40,7 @@ pub async fn run(
         settings: settings.clone(),
         pool,
         storage,
+        queue: job_queue,
     });
     let poll = Duration::from_millis(settings.redis.poll_interval_ms);
     // Unique per process and per restart (apalis#504: a reused name blocks orphan recovery).

@@ -188,10 +188,13 @@ pub async fn complete(
             Json(view(&state, current, true).await?),
         ));
     };
-    if let Err(e) = state.queue.push_process_upload(id).await {
-        // Hand the upload back to `pending` so the client's retry of `complete` enqueues it.
-        db::revert_to_pending(&state.pool, id).await?;
-        return Err(e.into());
+    match state.queue.push_process_upload(id).await {
+        Ok(job_id) => db::set_job_id(&state.pool, id, &job_id).await?,
+        Err(e) => {
+            // Hand the upload back to `pending` so the client's retry of `complete` enqueues it.
+            db::revert_to_pending(&state.pool, id).await?;
+            return Err(e.into());
+        }
     }
     tracing::info!(upload_id = %id, "upload completed; job enqueued");
     Ok((

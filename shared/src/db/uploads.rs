@@ -12,7 +12,7 @@ use crate::domain::{
 
 const UPLOAD_COLUMNS: &str = "id, owner, state, filename, content_type, byte_size, method, \
      temp_key, final_key, metadata, error_code, error_message, attempts, expires_at, created_at, \
-     updated_at, completed_at, ready_at";
+     updated_at, completed_at, ready_at, job_id, replays";
 
 #[derive(sqlx::FromRow)]
 struct UploadRow {
@@ -34,6 +34,8 @@ struct UploadRow {
     updated_at: DateTime<Utc>,
     completed_at: Option<DateTime<Utc>>,
     ready_at: Option<DateTime<Utc>>,
+    job_id: Option<String>,
+    replays: i32,
 }
 
 impl TryFrom<UploadRow> for Upload {
@@ -65,6 +67,8 @@ impl TryFrom<UploadRow> for Upload {
             updated_at: r.updated_at,
             completed_at: r.completed_at,
             ready_at: r.ready_at,
+            job_id: r.job_id,
+            replays: r.replays,
         })
     }
 }
@@ -180,8 +184,9 @@ pub async fn list_owned(
     rows.into_iter().map(Upload::try_from).collect()
 }
 
-/// `pending` → `uploaded`, if the row is still pending and unexpired. Returns the updated row,
-/// or `None` when another call already moved it (so exactly one caller enqueues the job).
+/// `pending` → `uploaded`. Returns the updated row, or `None` when another call already moved
+/// it (so exactly one caller enqueues the job). Expiry is not checked here: S3 already refused
+/// any upload sent after the URL or policy expired, and an object that is there was accepted.
 ///
 /// # Errors
 /// [`DbError`] on database failure or a corrupt row.
@@ -202,19 +207,27 @@ pub async fn mark_uploaded(
     row.map(Upload::try_from).transpose()
 }
 
-/// Claims the upload for processing: `uploaded` (or `processing`, when a crashed worker's job
-/// is re-delivered) → `processing`, incrementing `attempts`. `None` when the row is in any other
-/// state (a late duplicate or a terminal row).
+/// Claims the upload for processing, incrementing `attempts`: `uploaded` → `processing`, or a
+/// `processing` row whose claim is older than `lease` (its worker died; apalis re-delivered the
+/// orphaned job). The returned `attempts` is the claim's fencing token: later transitions of
+/// this attempt only apply while the row still carries it. `None` when the row is in any other
+/// state or another live attempt holds it (a duplicate delivery: ack without work).
 ///
 /// # Errors
 /// [`DbError`] on database failure or a corrupt row.
-pub async fn claim(pool: &PgPool, id: UploadId) -> Result<Option<Upload>, DbError> {
+pub async fn claim(
+    pool: &PgPool,
+    id: UploadId,
+    lease: std::time::Duration,
+) -> Result<Option<Upload>, DbError> {
     let sql = format!(
         "UPDATE uploads SET state = 'processing', attempts = attempts + 1, updated_at = now() \
-         WHERE id = $1 AND state IN ('uploaded', 'processing') RETURNING {UPLOAD_COLUMNS}"
+         WHERE id = $1 AND (state = 'uploaded' OR (state = 'processing' AND \
+         updated_at < now() - make_interval(secs => $2))) RETURNING {UPLOAD_COLUMNS}"
     );
     let row: Option<UploadRow> = sqlx::query_as(AssertSqlSafe(sql))
         .bind(id.0)
+        .bind(lease.as_secs_f64())
         .fetch_optional(pool)
         .await?;
     row.map(Upload::try_from).transpose()
@@ -222,13 +235,15 @@ pub async fn claim(pool: &PgPool, id: UploadId) -> Result<Option<Upload>, DbErro
 
 /// Commits a processed upload in one transaction: `processing` → `ready` with the final key,
 /// metadata and derivative rows (replacing any from an earlier attempt). Returns `false`, and
-/// changes nothing, when the row was no longer `processing`.
+/// changes nothing, when the row is no longer `processing` under this `attempt` (see
+/// [`claim`]).
 ///
 /// # Errors
 /// [`DbError::Sqlx`] on database failure (the transaction is rolled back).
 pub async fn commit_ready(
     pool: &PgPool,
     id: UploadId,
+    attempt: i32,
     final_key: &str,
     metadata: &ImageMetadata,
     derivatives: &[Derivative],
@@ -237,12 +252,13 @@ pub async fn commit_ready(
     let updated = sqlx::query(
         "UPDATE uploads SET state = 'ready', final_key = $2, metadata = $3, sha256 = $4, \
          error_code = NULL, error_message = NULL, ready_at = now(), updated_at = now() \
-         WHERE id = $1 AND state = 'processing'",
+         WHERE id = $1 AND state = 'processing' AND attempts = $5",
     )
     .bind(id.0)
     .bind(final_key)
     .bind(Json(metadata))
     .bind(&metadata.sha256)
+    .bind(attempt)
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -274,51 +290,135 @@ pub async fn commit_ready(
     Ok(true)
 }
 
-/// `uploaded`/`processing` → `failed` with a code and message. Returns whether the row changed.
+/// `processing` (under `attempt`) → `failed` with a code and message; with `attempt = None`,
+/// from `uploaded` or `processing` whatever the attempt. Returns whether the row changed.
 ///
 /// # Errors
 /// [`DbError::Sqlx`] on database failure.
 pub async fn mark_failed(
     pool: &PgPool,
     id: UploadId,
+    attempt: Option<i32>,
     code: ErrorCode,
     message: &str,
 ) -> Result<bool, DbError> {
     let n = sqlx::query(
         "UPDATE uploads SET state = 'failed', error_code = $2, error_message = $3, \
-         updated_at = now() WHERE id = $1 AND state IN ('uploaded', 'processing')",
+         updated_at = now() WHERE id = $1 AND state IN ('uploaded', 'processing') \
+         AND ($4::int IS NULL OR (state = 'processing' AND attempts = $4))",
     )
     .bind(id.0)
     .bind(code.as_str())
     .bind(message)
+    .bind(attempt)
     .execute(pool)
     .await?
     .rows_affected();
     Ok(n > 0)
 }
 
-/// `processing` → `uploaded` after a transient error, keeping the last error message so
-/// operators can see why it is retrying. Returns whether the row changed.
+/// `processing` (under `attempt`) → `uploaded` after a transient error, keeping the last
+/// error so operators can see why it is retrying, and recording the retry's job id. Returns
+/// whether the row changed.
 ///
 /// # Errors
 /// [`DbError::Sqlx`] on database failure.
 pub async fn release_for_retry(
     pool: &PgPool,
     id: UploadId,
+    attempt: i32,
     code: ErrorCode,
     message: &str,
 ) -> Result<bool, DbError> {
     let n = sqlx::query(
         "UPDATE uploads SET state = 'uploaded', error_code = $2, error_message = $3, \
-         updated_at = now() WHERE id = $1 AND state = 'processing'",
+         updated_at = now() WHERE id = $1 AND state = 'processing' AND attempts = $4",
     )
     .bind(id.0)
     .bind(code.as_str())
     .bind(message)
+    .bind(attempt)
     .execute(pool)
     .await?
     .rows_affected();
     Ok(n > 0)
+}
+
+/// Records the apalis task id of the upload's latest job.
+///
+/// # Errors
+/// [`DbError::Sqlx`] on database failure.
+pub async fn set_job_id(pool: &PgPool, id: UploadId, job_id: &str) -> Result<(), DbError> {
+    sqlx::query("UPDATE uploads SET job_id = $2 WHERE id = $1")
+        .bind(id.0)
+        .bind(job_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Filter over failed uploads (dead jobs).
+#[derive(Debug, Clone, Default)]
+pub struct FailedFilter {
+    /// Only this error code.
+    pub error_code: Option<String>,
+    /// Only failures at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only this owner's uploads.
+    pub owner: Option<String>,
+    /// At most this many, newest first.
+    pub limit: i64,
+}
+
+/// Failed uploads matching `filter`, newest failure first.
+///
+/// # Errors
+/// [`DbError`] on database failure or a corrupt row.
+pub async fn list_failed(pool: &PgPool, filter: &FailedFilter) -> Result<Vec<Upload>, DbError> {
+    let sql = format!(
+        "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE state = 'failed' \
+         AND ($1::text IS NULL OR error_code = $1) \
+         AND ($2::timestamptz IS NULL OR updated_at >= $2) \
+         AND ($3::text IS NULL OR owner = $3) \
+         ORDER BY updated_at DESC, id DESC LIMIT $4"
+    );
+    let rows: Vec<UploadRow> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(filter.error_code.as_deref())
+        .bind(filter.since)
+        .bind(filter.owner.as_deref())
+        .bind(filter.limit)
+        .fetch_all(pool)
+        .await?;
+    rows.into_iter().map(Upload::try_from).collect()
+}
+
+/// Replay: `failed` → `uploaded`, resetting `attempts` and the error and counting the replay.
+/// Returns the row as it was before (with its old `job_id`), or `None` when it was not
+/// `failed` (already replayed, or never failed), which makes replay idempotent.
+///
+/// # Errors
+/// [`DbError`] on database failure or a corrupt row.
+pub async fn mark_for_replay(pool: &PgPool, id: UploadId) -> Result<Option<Upload>, DbError> {
+    let sql = format!(
+        "UPDATE uploads u SET state = 'uploaded', attempts = 0, error_code = NULL, \
+         error_message = NULL, replays = u.replays + 1, updated_at = now() \
+         FROM (SELECT id, job_id AS old_job_id FROM uploads WHERE id = $1 FOR UPDATE) old \
+         WHERE u.id = old.id AND u.state = 'failed' RETURNING {}",
+        UPLOAD_COLUMNS
+            .split(", ")
+            .map(|c| if c == "job_id" {
+                "old.old_job_id AS job_id".to_owned()
+            } else {
+                format!("u.{c}")
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let row: Option<UploadRow> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(id.0)
+        .fetch_optional(pool)
+        .await?;
+    row.map(Upload::try_from).transpose()
 }
 
 /// The derivatives of an upload, ordered by rendition name.

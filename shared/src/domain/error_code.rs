@@ -19,6 +19,8 @@ pub enum ErrorCode {
     SizeMismatch,
     /// S3 failed or timed out (transient).
     StorageUnavailable,
+    /// S3 refused a request (4xx: credentials, permissions); permanent until fixed.
+    StorageRejected,
     /// Postgres failed (transient).
     DatabaseUnavailable,
     /// Redis failed (transient).
@@ -39,6 +41,7 @@ impl ErrorCode {
             Self::ObjectMissing => "object_missing",
             Self::SizeMismatch => "size_mismatch",
             Self::StorageUnavailable => "storage_unavailable",
+            Self::StorageRejected => "storage_rejected",
             Self::DatabaseUnavailable => "database_unavailable",
             Self::QueueUnavailable => "queue_unavailable",
             Self::RetriesExhausted => "retries_exhausted",

@@ -128,6 +128,10 @@ pub struct Upload {
     pub completed_at: Option<DateTime<Utc>>,
     /// When the upload became ready.
     pub ready_at: Option<DateTime<Utc>>,
+    /// apalis task id of the latest ProcessUpload job.
+    pub job_id: Option<String>,
+    /// How often an operator replayed it.
+    pub replays: i32,
 }
 
 /// One stored rendition of a ready upload.

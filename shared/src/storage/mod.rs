@@ -32,6 +32,16 @@ pub enum StorageError {
     /// S3 refused the request (4xx other than a missing object): retrying will not help.
     #[error("object storage rejected the request: {0}")]
     Rejected(String),
+    /// The object is larger than the caller's limit (permanent).
+    #[error("object {key} has {size} bytes, over the {limit}-byte limit")]
+    TooLarge {
+        /// Object key.
+        key: String,
+        /// Its size, in bytes.
+        size: u64,
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// A presigning input was invalid (e.g. an expiry over 7 days).
     #[error("cannot presign: {0}")]
     Presign(String),
@@ -68,6 +78,15 @@ where
         // Timeouts, dispatch (connection) failures and unparseable responses.
         _ => StorageError::Unavailable(format!("{op} {key}: {}", DisplayErrorContext(&err))),
     }
+}
+
+/// An object read into memory.
+#[derive(Debug, Clone)]
+pub struct Object {
+    /// The body.
+    pub bytes: Bytes,
+    /// Its ETag, as S3 returned it (quoted).
+    pub etag: Option<String>,
 }
 
 /// Size and type of a stored object, from HeadObject.
@@ -109,7 +128,8 @@ impl Storage {
             .timeout_config(
                 aws_sdk_s3::config::timeout::TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(5))
-                    .operation_attempt_timeout(Duration::from_secs(60))
+                    .read_timeout(Duration::from_secs(30))
+                    .operation_attempt_timeout(Duration::from_secs(120))
                     .build(),
             );
         if !settings.endpoint.is_empty() {
@@ -185,9 +205,9 @@ impl Storage {
     /// GetObject into memory, refusing objects over `max_bytes`. `None` when it does not exist.
     ///
     /// # Errors
-    /// [`StorageError::Rejected`] when the object is larger than `max_bytes`;
+    /// [`StorageError::TooLarge`] when the object is larger than `max_bytes`;
     /// [`StorageError::Unavailable`] when the body stream breaks; other failures as classified.
-    pub async fn get(&self, key: &str, max_bytes: u64) -> Result<Option<Bytes>, StorageError> {
+    pub async fn get(&self, key: &str, max_bytes: u64) -> Result<Option<Object>, StorageError> {
         let out = match self
             .client
             .get_object()
@@ -202,16 +222,22 @@ impl Storage {
         };
         let declared = out.content_length().unwrap_or(0).max(0) as u64;
         if declared > max_bytes {
-            return Err(StorageError::Rejected(format!(
-                "GetObject {key}: {declared} bytes is over the {max_bytes}-byte limit"
-            )));
+            return Err(StorageError::TooLarge {
+                key: key.to_owned(),
+                size: declared,
+                limit: max_bytes,
+            });
         }
+        let etag = out.e_tag().map(str::to_owned);
         let body = out
             .body
             .collect()
             .await
             .map_err(|e| StorageError::Unavailable(format!("GetObject {key}: body: {e}")))?;
-        Ok(Some(body.into_bytes()))
+        Ok(Some(Object {
+            bytes: body.into_bytes(),
+            etag,
+        }))
     }
 
     /// PutObject (overwrites).
@@ -237,21 +263,38 @@ impl Storage {
     }
 
     /// Server-side CopyObject `from` → `to` within the bucket (objects up to 5 GiB, the
-    /// single-request CopyObject limit; Kiln's upload limit is far below it).
+    /// single-request CopyObject limit; Kiln's upload limit is far below it). With `if_match`,
+    /// the copy happens only if the source still has that ETag (`x-amz-copy-source-if-match`),
+    /// so what is promoted is exactly what was read.
     ///
     /// # Errors
-    /// [`StorageError`] as classified; a missing source is [`StorageError::Rejected`].
-    pub async fn copy(&self, from: &str, to: &str) -> Result<(), StorageError> {
+    /// [`StorageError`] as classified; a missing source is [`StorageError::Rejected`]; a changed
+    /// source (412) is [`StorageError::Unavailable`], since a fresh read can succeed.
+    pub async fn copy(
+        &self,
+        from: &str,
+        to: &str,
+        if_match: Option<&str>,
+    ) -> Result<(), StorageError> {
         let source = format!("{}/{}", self.bucket, urlencode_key(from));
-        self.client
+        match self
+            .client
             .copy_object()
             .bucket(&self.bucket)
             .copy_source(source)
+            .set_copy_source_if_match(if_match.map(str::to_owned))
             .key(to)
             .send()
             .await
-            .map(|_| ())
-            .map_err(|e| classify("CopyObject", from, e))
+        {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 412 => {
+                Err(StorageError::Unavailable(format!(
+                    "CopyObject {from}: source changed since it was read"
+                )))
+            }
+            Err(e) => Err(classify("CopyObject", from, e)),
+        }
     }
 
     /// DeleteObject; deleting a missing object succeeds (S3 semantics).

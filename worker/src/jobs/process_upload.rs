@@ -12,8 +12,9 @@ use std::time::Instant;
 use apalis::prelude::{AbortError, Attempt, BoxDynError, Data, TaskId};
 use kiln_shared::Settings;
 use kiln_shared::db::{DbError, PgPool, uploads as db};
-use kiln_shared::domain::{Derivative, ErrorCode, Upload, UploadId};
-use kiln_shared::queue::ProcessUpload;
+use kiln_shared::domain::{Derivative, ErrorCode, Upload};
+use kiln_shared::queue::{JobQueue, ProcessUpload};
+use kiln_shared::retry::RetryPolicy;
 use kiln_shared::storage::{Storage, StorageError};
 use tracing::Instrument;
 
@@ -27,6 +28,8 @@ pub struct JobContext {
     pub pool: PgPool,
     /// S3 bucket.
     pub storage: Storage,
+    /// The queue, for pushing delayed retries.
+    pub queue: JobQueue,
 }
 
 impl JobContext {
@@ -106,11 +109,13 @@ pub enum Outcome {
 }
 
 /// apalis handler. Permanent failures and exhausted retries mark the upload `failed` and end
-/// the task with [`AbortError`] (it goes to the dead set at once); transient failures put the
-/// upload back to `uploaded` and return a plain error, so apalis runs the task again.
+/// the task with [`AbortError`] (it goes to the dead set at once). A transient failure puts the
+/// upload back to `uploaded` and enqueues a fresh, delayed task per [`RetryPolicy`]; this task
+/// then ends normally, so apalis' own reschedule (25 hard-coded attempts) never runs.
 ///
 /// # Errors
-/// [`AbortError`] for a dead job; a plain error for a retry.
+/// [`AbortError`] for a dead job; a plain error only when Kiln could not record the outcome
+/// (Postgres or Redis down), which leaves the retry to apalis and the sweeper.
 pub async fn handle(
     job: ProcessUpload,
     ctx: Data<Arc<JobContext>>,
@@ -125,7 +130,27 @@ pub async fn handle(
     );
     async move {
         let started = Instant::now();
-        match process(&ctx, job.upload_id).await {
+        let id = job.upload_id;
+        let claimed = match db::claim(&ctx.pool, id, ctx.settings.redis.orphan_timeout()).await? {
+            Some(upload) => upload,
+            None => {
+                tracing::info!("upload is not waiting for processing; acking without work");
+                return Ok(());
+            }
+        };
+        let attempt_no = claimed.attempts;
+        let policy = RetryPolicy::from_settings(&ctx.settings.worker);
+        // A job that keeps killing its worker (OOM, a crash in a C decoder) is re-delivered as
+        // an orphan and re-claimed; stop it here rather than crash forever.
+        let result = if attempt_no as u32 > policy.max_attempts {
+            Err(JobError::Permanent {
+                code: ErrorCode::RetriesExhausted,
+                message: format!("claimed {attempt_no} times without finishing"),
+            })
+        } else {
+            process(&ctx, &claimed).await
+        };
+        match result {
             Ok(outcome) => {
                 tracing::info!(
                     ?outcome,
@@ -134,31 +159,24 @@ pub async fn handle(
                 );
                 Ok(())
             }
-            Err(JobError::Permanent { code, message }) => {
-                tracing::warn!(%code, %message, "permanent failure");
-                preserve_original(&ctx, job.upload_id).await?;
-                db::mark_failed(&ctx.pool, job.upload_id, code, &message).await?;
-                Err(AbortError::new(format!("{code}: {message}")).into())
-            }
-            Err(JobError::Transient { code, message }) => {
-                let upload = db::get(&ctx.pool, job.upload_id).await?;
-                let attempts = upload.map(|u| u.attempts).unwrap_or(0);
-                if attempts >= ctx.settings.worker.max_attempts as i32 {
-                    let message = format!("{attempts} attempts; last: {code}: {message}");
-                    tracing::warn!(%message, "retries exhausted");
-                    preserve_original(&ctx, job.upload_id).await?;
-                    db::mark_failed(
-                        &ctx.pool,
-                        job.upload_id,
-                        ErrorCode::RetriesExhausted,
-                        &message,
-                    )
-                    .await?;
-                    return Err(AbortError::new(message).into());
+            Err(JobError::Transient { code, message }) if policy.may_retry(attempt_no as u32) => {
+                let delay = policy.delay(attempt_no as u32);
+                tracing::warn!(%code, %message, attempt_no, ?delay, "transient failure; retrying");
+                if db::release_for_retry(&ctx.pool, id, attempt_no, code, &message).await? {
+                    let next = ctx.queue.push_process_upload_after(id, delay).await?;
+                    db::set_job_id(&ctx.pool, id, &next).await?;
                 }
-                tracing::warn!(%code, %message, attempts, "transient failure; will retry");
-                db::release_for_retry(&ctx.pool, job.upload_id, code, &message).await?;
-                Err(format!("{code}: {message}").into())
+                Ok(())
+            }
+            Err(err) => {
+                let (code, message) = match err {
+                    JobError::Permanent { code, message } => (code, message),
+                    JobError::Transient { code, message } => (
+                        ErrorCode::RetriesExhausted,
+                        format!("{attempt_no} attempts; last: {code}: {message}"),
+                    ),
+                };
+                fail(&ctx, &claimed, code, &message).await
             }
         }
     }
@@ -166,46 +184,53 @@ pub async fn handle(
     .await
 }
 
-/// One attempt at an upload.
+/// Ends an attempt as failed: records the code and message (fenced by the attempt), keeps the
+/// original (best effort), and returns the [`AbortError`] that sends the task to the dead set.
+/// If the row moved on meanwhile (another attempt committed it), the task is acked instead.
+async fn fail(
+    ctx: &JobContext,
+    upload: &Upload,
+    code: ErrorCode,
+    message: &str,
+) -> Result<(), BoxDynError> {
+    tracing::warn!(%code, %message, "upload failed");
+    if !db::mark_failed(&ctx.pool, upload.id, Some(upload.attempts), code, message).await? {
+        tracing::info!("upload changed state meanwhile; acking");
+        return Ok(());
+    }
+    if let Err(e) = preserve_original(ctx, upload).await {
+        tracing::warn!(error = %e, "could not move the failed original to its final key; the sweeper will");
+    }
+    Err(AbortError::new(format!("{code}: {message}")).into())
+}
+
+/// One attempt at a claimed upload.
 ///
 /// # Errors
 /// [`JobError`], classified as permanent or transient.
-pub async fn process(ctx: &JobContext, id: UploadId) -> Result<Outcome, JobError> {
-    let Some(upload) = db::claim(&ctx.pool, id).await? else {
-        tracing::info!("upload is not waiting for processing; acking without work");
-        return Ok(Outcome::Skipped);
-    };
+pub async fn process(ctx: &JobContext, upload: &Upload) -> Result<Outcome, JobError> {
     let max = ctx.settings.worker.max_encoded_bytes;
     // A replayed upload's original was already moved to its final key when it failed.
-    let source = if ctx.storage.head(&upload.temp_key).await?.is_none() {
-        upload
-            .final_key
-            .clone()
-            .unwrap_or_else(|| upload.temp_key.clone())
-    } else {
-        upload.temp_key.clone()
-    };
-    let bytes = match ctx.storage.get(&source, max).await {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => {
-            return Err(JobError::Permanent {
-                code: ErrorCode::ObjectMissing,
-                message: format!("temp object {} is gone", upload.temp_key),
-            });
+    let mut source = upload.temp_key.clone();
+    let mut object = ctx.storage.get(&source, max).await?;
+    if object.is_none() {
+        if let Some(final_key) = &upload.final_key {
+            source = final_key.clone();
+            object = ctx.storage.get(&source, max).await?;
         }
-        Err(StorageError::Rejected(m)) if m.contains("limit") => {
-            return Err(JobError::Permanent {
-                code: ErrorCode::ImageTooLarge,
-                message: m,
-            });
-        }
-        Err(e) => return Err(e.into()),
+    }
+    let Some(object) = object else {
+        return Err(JobError::Permanent {
+            code: ErrorCode::ObjectMissing,
+            message: format!("object {} is gone", upload.temp_key),
+        });
     };
+    let bytes = object.bytes;
     if bytes.len() as u64 != upload.byte_size.max(0) as u64 {
         return Err(JobError::Permanent {
             code: ErrorCode::SizeMismatch,
             message: format!(
-                "temp object has {} bytes, {} declared",
+                "object has {} bytes, {} declared",
                 bytes.len(),
                 upload.byte_size
             ),
@@ -222,20 +247,34 @@ pub async fn process(ctx: &JobContext, id: UploadId) -> Result<Outcome, JobError
                 message: format!("decoder panicked: {e}"),
             })??;
 
-    let derivatives = store_derivatives(ctx, &upload, processed.derivatives).await?;
+    let derivatives = store_derivatives(ctx, upload, processed.derivatives).await?;
     let final_key = ctx
         .storage
         .layout()
         .original(&upload.owner, upload.id, &upload.filename);
     if source != final_key {
-        ctx.storage.copy(&source, &final_key).await?;
+        // Promote exactly the bytes that were processed (the client's URL may still be valid).
+        ctx.storage
+            .copy(&source, &final_key, object.etag.as_deref())
+            .await?;
     }
-    if !db::commit_ready(&ctx.pool, id, &final_key, &processed.metadata, &derivatives).await? {
-        tracing::info!("another attempt committed first; acking");
+    if !db::commit_ready(
+        &ctx.pool,
+        upload.id,
+        upload.attempts,
+        &final_key,
+        &processed.metadata,
+        &derivatives,
+    )
+    .await?
+    {
+        tracing::info!("another attempt holds the upload now; acking");
         return Ok(Outcome::Skipped);
     }
-    if let Err(e) = ctx.storage.delete(&upload.temp_key).await {
-        tracing::warn!(error = %e, "could not delete temp object; the sweeper will");
+    if source != final_key {
+        if let Err(e) = ctx.storage.delete(&source).await {
+            tracing::warn!(error = %e, "could not delete temp object; the sweeper will");
+        }
     }
     Ok(Outcome::Ready)
 }
@@ -243,10 +282,7 @@ pub async fn process(ctx: &JobContext, id: UploadId) -> Result<Outcome, JobError
 /// Keeps a failed upload's original: copies the temp object to the final original key, records
 /// it, then deletes the temp object, so nothing is lost, nothing is left under `tmp/`, and a
 /// replay can process it from the final key. A missing temp object is not an error.
-async fn preserve_original(ctx: &JobContext, id: UploadId) -> Result<(), BoxDynError> {
-    let Some(upload) = db::get(&ctx.pool, id).await? else {
-        return Ok(());
-    };
+async fn preserve_original(ctx: &JobContext, upload: &Upload) -> Result<(), BoxDynError> {
     if ctx.storage.head(&upload.temp_key).await?.is_none() {
         return Ok(());
     }
@@ -254,8 +290,8 @@ async fn preserve_original(ctx: &JobContext, id: UploadId) -> Result<(), BoxDynE
         .storage
         .layout()
         .original(&upload.owner, upload.id, &upload.filename);
-    ctx.storage.copy(&upload.temp_key, &final_key).await?;
-    db::set_final_key(&ctx.pool, id, &final_key).await?;
+    ctx.storage.copy(&upload.temp_key, &final_key, None).await?;
+    db::set_final_key(&ctx.pool, upload.id, &final_key).await?;
     ctx.storage.delete(&upload.temp_key).await?;
     Ok(())
 }
