@@ -213,11 +213,9 @@ pub async fn process(ctx: &JobContext, upload: &Upload) -> Result<Outcome, JobEr
     // A replayed upload's original was already moved to its final key when it failed.
     let mut source = upload.temp_key.clone();
     let mut object = ctx.storage.get(&source, max).await?;
-    if object.is_none() {
-        if let Some(final_key) = &upload.final_key {
-            source = final_key.clone();
-            object = ctx.storage.get(&source, max).await?;
-        }
+    if let (None, Some(final_key)) = (&object, &upload.final_key) {
+        source = final_key.clone();
+        object = ctx.storage.get(&source, max).await?;
     }
     let Some(object) = object else {
         return Err(JobError::Permanent {
@@ -271,10 +269,10 @@ pub async fn process(ctx: &JobContext, upload: &Upload) -> Result<Outcome, JobEr
         tracing::info!("another attempt holds the upload now; acking");
         return Ok(Outcome::Skipped);
     }
-    if source != final_key {
-        if let Err(e) = ctx.storage.delete(&source).await {
-            tracing::warn!(error = %e, "could not delete temp object; the sweeper will");
-        }
+    if source != final_key
+        && let Err(e) = ctx.storage.delete(&source).await
+    {
+        tracing::warn!(error = %e, "could not delete temp object; the sweeper will");
     }
     Ok(Outcome::Ready)
 }
