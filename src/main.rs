@@ -1,6 +1,7 @@
 //! `kiln`: the one binary. Subcommands run the API (`kiln api`), a worker (`kiln worker`),
 //! migrations (`kiln migrate`), the upload client (`kiln upload FILE…`) and token minting
-//! (`kiln token`). Thin: parse arguments, load settings, call into the crates.
+//! (`kiln token`), and dead-job
+//! inspection and replay (`kiln jobs`). Thin: parse arguments, load settings, call into the crates.
 
 mod cli;
 
@@ -29,6 +30,9 @@ enum Command {
     Migrate,
     /// Upload files through the API, wait for processing, print one JSON object per file.
     Upload(cli::upload::UploadArgs),
+    /// Inspect and replay dead jobs.
+    #[command(subcommand)]
+    Jobs(cli::jobs::JobsCommand),
     /// Mint a development JWT from the configured secret.
     Token(cli::token::TokenArgs),
 }
@@ -44,5 +48,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => cli::serve::migrate(settings).await,
         Command::Upload(a) => cli::upload::run(a).await,
         Command::Token(a) => cli::token::run(&settings, &a),
+        Command::Jobs(cmd) => cli::jobs::run(&settings, cmd).await,
     }
 }

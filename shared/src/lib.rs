@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod dead_jobs;
 pub mod domain;
 pub mod queue;
 pub mod retry;

@@ -41,6 +41,8 @@ pub struct TestOptions {
     pub upload_expiry_secs: Option<u64>,
     /// Start no worker (to inspect the queue before processing).
     pub no_worker: bool,
+    /// Changes to the worker's settings only (e.g. a limit to provoke failures).
+    pub worker_settings: Option<fn(&mut Settings)>,
 }
 
 /// A running API + worker on isolated state.
@@ -64,6 +66,7 @@ pub struct TestApp {
     db_name: String,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    worker: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
     finished: bool,
 }
 
@@ -135,19 +138,13 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
     let address = format!("http://127.0.0.1:{}", app.port());
     let storage = app.state().storage.clone();
     let queue = app.state().queue.clone();
-    let mut tasks = vec![tokio::spawn({
+    let tasks = vec![tokio::spawn({
         let fut = stopped(rx.clone());
         async move { app.run_until_stopped(fut).await.expect("api failed") }
     })];
-    if !opts.no_worker {
-        let (s, fut) = (settings.clone(), stopped(rx.clone()));
-        tasks.push(tokio::spawn(async move {
-            kiln_worker::run(s, fut).await.expect("worker failed")
-        }));
-    }
     let owner = OwnerId::parse(&unique("owner-")).unwrap();
     let token = token_for(&settings, &owner, false);
-    TestApp {
+    let mut app = TestApp {
         address,
         client: Client::builder()
             .timeout(Duration::from_secs(60))
@@ -162,8 +159,17 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
         db_name,
         stop,
         tasks,
+        worker: None,
         finished: false,
+    };
+    if !opts.no_worker {
+        let mut worker_settings = app.settings.clone();
+        if let Some(f) = opts.worker_settings {
+            f(&mut worker_settings);
+        }
+        app.start_worker_with(worker_settings);
     }
+    app
 }
 
 fn with_database(url: &str, db: &str) -> String {
@@ -208,16 +214,32 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl TestApp {
-    /// Starts a worker (for tests spawned with `no_worker`).
+    /// Starts a worker with the app's settings (for tests spawned with `no_worker`).
     pub fn start_worker(&mut self) {
-        let mut rx = self.stop.subscribe();
+        self.start_worker_with(self.settings.clone());
+    }
+
+    /// Starts a worker with `settings`, replacing the running one (stopped gracefully first).
+    pub fn start_worker_with(&mut self, settings: Settings) {
+        assert!(self.worker.is_none(), "stop the running worker first");
+        let (stop, mut rx) = watch::channel(false);
         let fut = async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let s = self.settings.clone();
-        self.tasks.push(tokio::spawn(async move {
-            kiln_worker::run(s, fut).await.expect("worker failed")
-        }));
+        let handle = tokio::spawn(async move {
+            kiln_worker::run(settings, fut)
+                .await
+                .expect("worker failed")
+        });
+        self.worker = Some((stop, handle));
+    }
+
+    /// Stops the running worker gracefully (in-flight jobs finish) and waits for it.
+    pub async fn stop_worker(&mut self) {
+        if let Some((stop, handle)) = self.worker.take() {
+            let _ = stop.send(true);
+            let _ = tokio::time::timeout(Duration::from_secs(15), handle).await;
+        }
     }
 
     /// `POST /v1/uploads` with `body` and `token`.
@@ -401,6 +423,7 @@ impl TestApp {
 
     async fn shutdown(&mut self) {
         self.finished = true;
+        self.stop_worker().await;
         let _ = self.stop.send(true);
         for t in self.tasks.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(15), t).await;

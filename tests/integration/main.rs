@@ -5,3 +5,4 @@ mod api;
 mod helpers;
 mod metadata;
 mod pipeline;
+mod replay;

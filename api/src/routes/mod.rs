@@ -1,5 +1,6 @@
-//! HTTP routes: `/v1/uploads…` for owners, `/healthz` and `/readyz` for orchestration.
+//! HTTP routes: `/v1/uploads…` for owners, `/v1/admin/…` for operators, `/healthz` and `/readyz` for orchestration.
 
+pub mod admin;
 pub mod health;
 pub mod uploads;
 
@@ -14,6 +15,8 @@ pub fn router() -> Router<AppState> {
         .route("/v1/uploads", post(uploads::create).get(uploads::list))
         .route("/v1/uploads/{id}", get(uploads::show))
         .route("/v1/uploads/{id}/complete", post(uploads::complete))
+        .route("/v1/admin/jobs", get(admin::list))
+        .route("/v1/admin/jobs/replay", post(admin::replay))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
 }

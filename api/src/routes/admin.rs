@@ -1,0 +1,134 @@
+//! Admin routes (token scope `admin`): list and replay dead jobs.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use chrono::{DateTime, Utc};
+use kiln_shared::db::uploads::FailedFilter;
+use kiln_shared::dead_jobs::{self, DeadJob, DeadJobError, ReplayReport};
+use kiln_shared::domain::UploadId;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Admin;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Filters shared by listing and replay.
+#[derive(Debug, Default, Deserialize)]
+pub struct JobFilter {
+    /// Only this error code.
+    pub error_code: Option<String>,
+    /// Only failures at or after this RFC 3339 time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only this owner's uploads.
+    pub owner: Option<String>,
+    /// At most this many (1–1000, default 100).
+    pub limit: Option<i64>,
+}
+
+impl JobFilter {
+    fn to_filter(&self) -> Result<FailedFilter, ApiError> {
+        let limit = self.limit.unwrap_or(100);
+        if !(1..=1000).contains(&limit) {
+            return Err(ApiError::InvalidRequest("limit must be 1-1000".into()));
+        }
+        Ok(FailedFilter {
+            error_code: self.error_code.clone(),
+            since: self.since,
+            owner: self.owner.clone(),
+            limit,
+        })
+    }
+}
+
+/// Query of `GET /v1/admin/jobs` (fields spelled out: `serde(flatten)` breaks numbers in
+/// query strings).
+#[derive(Debug, Deserialize)]
+pub struct ListJobsQuery {
+    /// Job state; only `dead` is listed.
+    pub state: String,
+    /// Only this error code.
+    pub error_code: Option<String>,
+    /// Only failures at or after this RFC 3339 time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only this owner's uploads.
+    pub owner: Option<String>,
+    /// At most this many (1–1000, default 100).
+    pub limit: Option<i64>,
+}
+
+/// A page of dead jobs.
+#[derive(Debug, Serialize)]
+pub struct JobList {
+    /// Dead jobs, newest failure first.
+    pub items: Vec<DeadJob>,
+}
+
+impl From<DeadJobError> for ApiError {
+    fn from(e: DeadJobError) -> Self {
+        match e {
+            DeadJobError::Db(e) => ApiError::Database(e),
+            DeadJobError::Queue(e) => ApiError::Queue(e),
+        }
+    }
+}
+
+/// `GET /v1/admin/jobs?state=dead&error_code&since&owner&limit`.
+///
+/// # Errors
+/// 400 for a state other than `dead` or a bad limit; 401/403 without an admin token; 503 when
+/// Postgres is down.
+pub async fn list(
+    State(state): State<AppState>,
+    Admin(_): Admin,
+    Query(q): Query<ListJobsQuery>,
+) -> Result<Json<JobList>, ApiError> {
+    if q.state != "dead" {
+        return Err(ApiError::InvalidRequest("only state=dead is listed".into()));
+    }
+    let filter = JobFilter {
+        error_code: q.error_code,
+        since: q.since,
+        owner: q.owner,
+        limit: q.limit,
+    };
+    let items = dead_jobs::list(&state.pool, &filter.to_filter()?).await?;
+    Ok(Json(JobList { items }))
+}
+
+/// Body of `POST /v1/admin/jobs/replay`: either `ids` or `filter`.
+#[derive(Debug, Deserialize)]
+pub struct ReplayRequest {
+    /// Upload ids to replay.
+    pub ids: Option<Vec<UploadId>>,
+    /// Replay every dead job matching this filter.
+    pub filter: Option<JobFilter>,
+    /// Report what would be replayed without changing anything.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// `POST /v1/admin/jobs/replay`: moves each matching failed upload back to `uploaded` and
+/// enqueues a fresh job (idempotent).
+///
+/// # Errors
+/// 400 unless exactly one of `ids` and `filter` is given; 401/403 without an admin token; 503
+/// when Postgres or Redis is down.
+pub async fn replay(
+    State(state): State<AppState>,
+    Admin(_): Admin,
+    Json(req): Json<ReplayRequest>,
+) -> Result<Json<ReplayReport>, ApiError> {
+    let report = match (&req.ids, &req.filter) {
+        (Some(ids), None) => dead_jobs::replay(&state.pool, &state.queue, ids, req.dry_run).await?,
+        (None, Some(f)) => {
+            dead_jobs::replay_matching(&state.pool, &state.queue, &f.to_filter()?, req.dry_run)
+                .await?
+        }
+        _ => {
+            return Err(ApiError::InvalidRequest(
+                "give exactly one of ids and filter".into(),
+            ));
+        }
+    };
+    Ok(Json(report))
+}
