@@ -40,6 +40,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Logging.
     pub telemetry: TelemetrySettings,
+    /// The periodic sweeper (`SweepUploads`).
+    pub sweeper: SweeperSettings,
 }
 
 /// Errors from [`Settings::load`].
@@ -325,6 +327,42 @@ impl Default for WorkerSettings {
             max_pixels: 100_000_000,
             max_dimension: 30_000,
             renditions: Rendition::defaults(),
+        }
+    }
+}
+
+/// Sweeper settings. Every worker process runs the sweeper; a Redis lock lets one run at a time
+/// across the fleet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SweeperSettings {
+    /// Run it at all.
+    pub enabled: bool,
+    /// Seconds between runs (fleet-wide).
+    pub interval_secs: u64,
+    /// `uploaded` rows older than this with no live job are re-enqueued, in seconds.
+    pub uploaded_stale_secs: u64,
+    /// `processing` rows older than this are re-enqueued even if their job looks live, in
+    /// seconds (rows past the orphan timeout with no live job are re-enqueued sooner).
+    pub processing_timeout_secs: u64,
+    /// `pending` rows this long past `expires_at` become `expired`, in seconds.
+    pub expiry_grace_secs: u64,
+    /// Temp objects with no row are deleted once this old, in seconds.
+    pub orphan_temp_ttl_secs: u64,
+    /// Put a lifecycle rule on the bucket that expires `tmp/` after a day.
+    pub lifecycle_rule: bool,
+}
+
+impl Default for SweeperSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_secs: 30,
+            uploaded_stale_secs: 30,
+            processing_timeout_secs: 900,
+            expiry_grace_secs: 60,
+            orphan_temp_ttl_secs: 24 * 3600,
+            lifecycle_rule: true,
         }
     }
 }

@@ -118,6 +118,10 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
     settings.api.listen = "127.0.0.1:0".parse().unwrap();
     settings.worker.concurrency = 2;
     settings.worker.shutdown_timeout_secs = 5;
+    // Tests run the sweeper explicitly (`TestApp::sweep`) so its timing is deterministic; its
+    // bucket-wide lifecycle rule is not set from parallel tests.
+    settings.sweeper.enabled = false;
+    settings.sweeper.lifecycle_rule = false;
     if let Some(e) = opts.upload_expiry_secs {
         settings.api.upload_expiry_secs = e;
     }
@@ -239,6 +243,42 @@ impl TestApp {
         if let Some((stop, handle)) = self.worker.take() {
             let _ = stop.send(true);
             let _ = tokio::time::timeout(Duration::from_secs(15), handle).await;
+        }
+    }
+
+    /// Runs one sweep now, with the app's settings and `tune` applied to them.
+    pub async fn sweep(
+        &self,
+        tune: impl FnOnce(&mut Settings),
+    ) -> kiln_worker::jobs::sweep::SweepReport {
+        let mut settings = self.settings.clone();
+        tune(&mut settings);
+        let ctx = kiln_worker::jobs::process_upload::JobContext {
+            settings: std::sync::Arc::new(settings),
+            pool: self.pool.clone(),
+            storage: self.storage.clone(),
+            queue: self.queue.clone(),
+        };
+        kiln_worker::jobs::sweep::SweepUploads::run(&ctx)
+            .await
+            .expect("sweep")
+    }
+
+    /// Deletes every Redis key of this test's queue: what FLUSHALL does to it, without touching
+    /// the queues of tests running in parallel.
+    pub async fn wipe_queue(&self) {
+        let mut conn = self.queue.connection();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.settings.redis.queue))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL")
+                .arg(&keys)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
         }
     }
 

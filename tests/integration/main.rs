@@ -6,3 +6,4 @@ mod helpers;
 mod metadata;
 mod pipeline;
 mod replay;
+mod sweeper;

@@ -14,6 +14,7 @@ use kiln_shared::queue::{self, ProcessUpload};
 use kiln_shared::storage::Storage;
 
 use crate::jobs::process_upload::{self, JobContext};
+use crate::jobs::sweep;
 
 /// Runs a worker until `shutdown` resolves, then stops fetching, lets in-flight jobs finish
 /// (up to `worker.shutdown_timeout_secs`) and returns.
@@ -42,6 +43,7 @@ pub async fn run(
         storage,
         queue: job_queue,
     });
+    let sweep_ctx = ctx.clone();
     let poll = Duration::from_millis(settings.redis.poll_interval_ms);
     // Unique per process and per restart (apalis#504: a reused name blocks orphan recovery).
     let base = format!("kiln-worker-{}-{}", hostname(), ulid::Ulid::generate());
@@ -62,12 +64,17 @@ pub async fn run(
         })
         .shutdown_timeout(Duration::from_secs(settings.worker.shutdown_timeout_secs));
     tracing::info!(queue = %settings.redis.queue, concurrency, "worker started");
-    monitor
+    let (stop_sweeper, sweeper_stopped) = tokio::sync::watch::channel(false);
+    let sweeper = tokio::spawn(sweep::run_periodically(sweep_ctx, sweeper_stopped));
+    let result = monitor
         .run_with_signal(async move {
             shutdown.await;
+            let _ = stop_sweeper.send(true);
             Ok(())
         })
-        .await?;
+        .await;
+    let _ = sweeper.await;
+    result?;
     tracing::info!("worker stopped");
     Ok(())
 }

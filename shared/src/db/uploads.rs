@@ -478,3 +478,48 @@ pub async fn set_final_key(pool: &PgPool, id: UploadId, final_key: &str) -> Resu
         .await?;
     Ok(())
 }
+
+/// Sweeper: `pending` rows more than `grace` past `expires_at` → `expired`. Returns the expired
+/// uploads' `(id, temp_key)`.
+///
+/// # Errors
+/// [`DbError::Sqlx`] on database failure.
+pub async fn expire_pending(
+    pool: &PgPool,
+    grace: std::time::Duration,
+) -> Result<Vec<(UploadId, String)>, DbError> {
+    let rows: Vec<(uuid::Uuid, String)> = sqlx::query_as(
+        "UPDATE uploads SET state = 'expired', updated_at = now() WHERE state = 'pending' \
+         AND expires_at < now() - make_interval(secs => $1) RETURNING id, temp_key",
+    )
+    .bind(grace.as_secs_f64())
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, key)| (UploadId(id), key))
+        .collect())
+}
+
+/// Sweeper: rows in `state` not updated for `older_than`, with their job id and last update.
+///
+/// # Errors
+/// [`DbError::Sqlx`] on database failure.
+pub async fn stale_in_state(
+    pool: &PgPool,
+    state: UploadState,
+    older_than: std::time::Duration,
+) -> Result<Vec<(UploadId, Option<String>, DateTime<Utc>)>, DbError> {
+    let rows: Vec<(uuid::Uuid, Option<String>, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT id, job_id, updated_at FROM uploads WHERE state = $1 \
+         AND updated_at < now() - make_interval(secs => $2) ORDER BY updated_at LIMIT 10000",
+    )
+    .bind(state.as_str())
+    .bind(older_than.as_secs_f64())
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, job, at)| (UploadId(id), job, at))
+        .collect())
+}

@@ -317,7 +317,20 @@ impl Storage {
     /// # Errors
     /// [`StorageError`] as classified.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
-        let mut keys = Vec::new();
+        Ok(self
+            .list_objects(prefix)
+            .await?
+            .into_iter()
+            .map(|o| o.key)
+            .collect())
+    }
+
+    /// Every object under `prefix` with its last-modified time (ListObjectsV2, all pages).
+    ///
+    /// # Errors
+    /// [`StorageError`] as classified.
+    pub async fn list_objects(&self, prefix: &str) -> Result<Vec<ListedObject>, StorageError> {
+        let mut out = Vec::new();
         let mut pages = self
             .client
             .list_objects_v2()
@@ -327,14 +340,61 @@ impl Storage {
             .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| classify("ListObjectsV2", prefix, e))?;
-            keys.extend(
-                page.contents()
-                    .iter()
-                    .filter_map(|o| o.key().map(str::to_owned)),
-            );
+            for o in page.contents() {
+                let Some(key) = o.key() else { continue };
+                let last_modified = o
+                    .last_modified()
+                    .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()));
+                out.push(ListedObject {
+                    key: key.to_owned(),
+                    last_modified,
+                });
+            }
         }
-        Ok(keys)
+        Ok(out)
     }
+
+    /// Puts a lifecycle rule on the bucket that expires objects under `{prefix}tmp/` after
+    /// `days` days: a second line of defence behind the sweeper (DESIGN.md "Object keys").
+    /// Replaces the bucket's lifecycle configuration.
+    ///
+    /// # Errors
+    /// [`StorageError`] when S3 refuses (e.g. no permission) or is down.
+    pub async fn ensure_temp_lifecycle(&self, days: i32) -> Result<(), StorageError> {
+        use aws_sdk_s3::types::{
+            BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule,
+            LifecycleRuleFilter,
+        };
+        let prefix = self.layout.temp_root();
+        let rule = LifecycleRule::builder()
+            .id("kiln-expire-tmp")
+            .status(ExpirationStatus::Enabled)
+            .filter(LifecycleRuleFilter::builder().prefix(&prefix).build())
+            .expiration(LifecycleExpiration::builder().days(days).build())
+            .build()
+            .map_err(|e| StorageError::Rejected(e.to_string()))?;
+        let config = BucketLifecycleConfiguration::builder()
+            .rules(rule)
+            .build()
+            .map_err(|e| StorageError::Rejected(e.to_string()))?;
+        self.client
+            .put_bucket_lifecycle_configuration()
+            .bucket(&self.bucket)
+            .lifecycle_configuration(config)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("PutBucketLifecycleConfiguration", &prefix, e))
+    }
+}
+
+/// One entry of [`Storage::list_objects`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    /// Object key.
+    pub key: String,
+    /// Last-modified time, when S3 gave one.
+    pub last_modified: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Percent-encodes a key for `x-amz-copy-source`, keeping `/` (RFC 3986 unreserved set).

@@ -1,3 +1,4 @@
 //! Job handlers, one file per job.
 
 pub mod process_upload;
+pub mod sweep;

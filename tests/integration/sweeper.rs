@@ -1,0 +1,144 @@
+//! The sweeper: Postgres is the source of truth, so losing the queue loses no upload.
+
+use std::time::Duration;
+
+use kiln_shared::domain::UploadId;
+use serde_json::Value;
+
+use crate::helpers::{TestApp, photos, spawn_app};
+
+/// Authorizes and sends a file, without completing it.
+async fn send(app: &TestApp, file: &std::path::Path) -> Value {
+    let bytes = std::fs::read(file).unwrap();
+    let auth = app
+        .authorize("p.jpg", "image/jpeg", bytes.len(), "put")
+        .await;
+    assert!(
+        app.send_to_s3(&auth, bytes, "image/jpeg")
+            .await
+            .is_success()
+    );
+    auth
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_the_queue_is_lost_the_sweeper_brings_every_upload_home() {
+    let mut app = spawn_app().await;
+    let cameras = photos("cameras");
+    // Finished before the loss: one ready, one failed.
+    let ready = app.upload_file(&cameras[0], "put").await;
+    let failed = app.upload_file(&photos("bad")[1], "put").await;
+    assert_eq!(
+        (ready["state"].as_str(), failed["state"].as_str()),
+        (Some("ready"), Some("failed"))
+    );
+    app.stop_worker().await;
+
+    // Uploaded (job queued), processing (a worker died mid-job), pending (abandoned and past
+    // its expiry), and an orphan temp object with no row at all.
+    let uploaded = send(&app, &cameras[1]).await;
+    assert_eq!(
+        app.complete(uploaded["id"].as_str().unwrap())
+            .await
+            .status(),
+        202
+    );
+    let processing = send(&app, &cameras[2]).await;
+    assert_eq!(
+        app.complete(processing["id"].as_str().unwrap())
+            .await
+            .status(),
+        202
+    );
+    let processing_id: UploadId = processing["id"].as_str().unwrap().parse().unwrap();
+    sqlx::query("UPDATE uploads SET state = 'processing', attempts = 1, updated_at = now() - interval '1 hour' WHERE id = $1")
+        .bind(processing_id.0)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let abandoned = send(&app, &cameras[3]).await;
+    sqlx::query("UPDATE uploads SET expires_at = now() - interval '1 hour'")
+        .execute(&app.pool)
+        .await
+        .ok();
+    let orphan = format!(
+        "{}{}/{}",
+        app.storage.layout().temp_root(),
+        app.owner,
+        UploadId::new()
+    );
+    app.storage
+        .put(&orphan, vec![1, 2, 3].into(), "image/jpeg")
+        .await
+        .unwrap();
+
+    app.wipe_queue().await; // FLUSHALL, for this test's queue
+    assert_eq!(app.queue.depth().await.unwrap().pending(), 0);
+
+    app.start_worker();
+    let report = app
+        .sweep(|s| {
+            s.sweeper.uploaded_stale_secs = 0;
+            s.sweeper.expiry_grace_secs = 0;
+            s.sweeper.orphan_temp_ttl_secs = 0;
+        })
+        .await;
+    assert_eq!(report.expired, 1, "{report:?}");
+    assert_eq!(report.requeued_uploaded, 1, "{report:?}");
+    assert_eq!(report.requeued_processing, 1, "{report:?}");
+    assert!(report.temps_deleted >= 1, "{report:?}");
+
+    for id in [
+        uploaded["id"].as_str().unwrap(),
+        processing["id"].as_str().unwrap(),
+    ] {
+        assert_eq!(app.wait_until_processed(id).await["state"], "ready");
+    }
+    assert_eq!(
+        app.get_upload(ready["id"].as_str().unwrap()).await["state"],
+        "ready"
+    );
+    assert_eq!(
+        app.get_upload(failed["id"].as_str().unwrap()).await["state"],
+        "failed"
+    );
+    assert_eq!(
+        app.get_upload(abandoned["id"].as_str().unwrap()).await["state"],
+        "expired"
+    );
+    assert!(app.object(&orphan).await.is_none());
+
+    // A second sweep finds nothing to do.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let again = app.sweep(|s| s.sweeper.uploaded_stale_secs = 0).await;
+    assert_eq!(
+        (
+            again.requeued_uploaded,
+            again.requeued_processing,
+            again.expired
+        ),
+        (0, 0, 0)
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn the_bucket_gets_a_lifecycle_rule_for_tmp() {
+    let app = spawn_app().await;
+    app.storage.ensure_temp_lifecycle(1).await.unwrap();
+    let got = app
+        .storage
+        .client()
+        .get_bucket_lifecycle_configuration()
+        .bucket(app.storage.bucket())
+        .send()
+        .await
+        .unwrap();
+    let rule = got
+        .rules()
+        .iter()
+        .find(|r| r.id() == Some("kiln-expire-tmp"))
+        .expect("rule");
+    assert_eq!(rule.expiration().and_then(|e| e.days()), Some(1));
+    app.finish().await;
+}

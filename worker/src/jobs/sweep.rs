@@ -1,0 +1,187 @@
+//! `SweepUploads`: the periodic repair pass that makes Postgres, Redis and S3 agree again.
+//!
+//! Postgres is the source of truth, so losing every key in Redis loses no upload: the sweeper
+//! rebuilds the queue from the rows. Each run:
+//! 1. expires `pending` uploads past `expires_at` (plus a grace) and deletes their temp objects;
+//! 2. re-enqueues `uploaded` uploads whose job is not live (e.g. the enqueue after the commit
+//!    failed, or Redis lost its data);
+//! 3. re-enqueues `processing` uploads past the orphan timeout whose job is not live, and any
+//!    past `sweeper.processing_timeout_secs`;
+//! 4. deletes temp objects of finished uploads (a failed delete after promotion), moving a
+//!    failed upload's original to its final key first, and temp objects older than
+//!    `sweeper.orphan_temp_ttl_secs` that have no row.
+//!
+//! Every worker runs [`run_periodically`]; a Redis lock (`SET NX PX`) lets one run start per
+//! interval across the fleet.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use kiln_shared::db::uploads as db;
+use kiln_shared::domain::{UploadId, UploadState};
+use redis::AsyncCommands;
+use serde::Serialize;
+
+use super::process_upload::JobContext;
+
+/// What one sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SweepReport {
+    /// `pending` → `expired`.
+    pub expired: u64,
+    /// `uploaded` rows re-enqueued.
+    pub requeued_uploaded: u64,
+    /// `processing` rows re-enqueued.
+    pub requeued_processing: u64,
+    /// Temp objects deleted (finished uploads' leftovers and orphans).
+    pub temps_deleted: u64,
+}
+
+/// The sweep job.
+pub struct SweepUploads;
+
+impl SweepUploads {
+    /// Runs one sweep now (no lock).
+    ///
+    /// # Errors
+    /// The first Postgres, Redis or S3 failure; the next run starts over.
+    pub async fn run(ctx: &JobContext) -> anyhow::Result<SweepReport> {
+        let cfg = &ctx.settings.sweeper;
+        let mut report = SweepReport::default();
+
+        for (_, temp_key) in
+            db::expire_pending(&ctx.pool, Duration::from_secs(cfg.expiry_grace_secs)).await?
+        {
+            ctx.storage.delete(&temp_key).await?;
+            report.expired += 1;
+        }
+
+        let stale = Duration::from_secs(cfg.uploaded_stale_secs);
+        for (id, job_id, _) in db::stale_in_state(&ctx.pool, UploadState::Uploaded, stale).await? {
+            if !Self::job_is_live(ctx, job_id.as_deref()).await? {
+                Self::requeue(ctx, id).await?;
+                report.requeued_uploaded += 1;
+            }
+        }
+
+        let lease = ctx.settings.redis.orphan_timeout();
+        let timeout = Duration::from_secs(cfg.processing_timeout_secs);
+        for (id, job_id, updated_at) in
+            db::stale_in_state(&ctx.pool, UploadState::Processing, lease).await?
+        {
+            let overdue = (Utc::now() - updated_at).to_std().unwrap_or_default() > timeout;
+            if overdue || !Self::job_is_live(ctx, job_id.as_deref()).await? {
+                Self::requeue(ctx, id).await?;
+                report.requeued_processing += 1;
+            }
+        }
+
+        report.temps_deleted = Self::clean_temps(ctx).await?;
+        Ok(report)
+    }
+
+    async fn job_is_live(ctx: &JobContext, job_id: Option<&str>) -> anyhow::Result<bool> {
+        Ok(match job_id {
+            Some(j) => ctx.queue.is_live(j).await?,
+            None => false,
+        })
+    }
+
+    async fn requeue(ctx: &JobContext, id: UploadId) -> anyhow::Result<()> {
+        let job_id = ctx.queue.push_process_upload(id).await?;
+        db::set_job_id(&ctx.pool, id, &job_id).await?;
+        tracing::info!(upload_id = %id, %job_id, "sweeper re-enqueued upload");
+        Ok(())
+    }
+
+    async fn clean_temps(ctx: &JobContext) -> anyhow::Result<u64> {
+        let ttl = chrono::Duration::seconds(ctx.settings.sweeper.orphan_temp_ttl_secs as i64);
+        let mut deleted = 0;
+        for object in ctx
+            .storage
+            .list_objects(&ctx.storage.layout().temp_root())
+            .await?
+        {
+            let id = object
+                .key
+                .rsplit('/')
+                .next()
+                .and_then(|s| s.parse::<UploadId>().ok());
+            let row = match id {
+                Some(id) => db::get(&ctx.pool, id).await?,
+                None => None,
+            };
+            let remove = match &row {
+                Some(u) if u.temp_key != object.key => false,
+                Some(u) => match u.state {
+                    UploadState::Ready | UploadState::Expired => true,
+                    UploadState::Failed => {
+                        if u.final_key.is_none() {
+                            let final_key =
+                                ctx.storage.layout().original(&u.owner, u.id, &u.filename);
+                            ctx.storage.copy(&u.temp_key, &final_key, None).await?;
+                            db::set_final_key(&ctx.pool, u.id, &final_key).await?;
+                        }
+                        true
+                    }
+                    UploadState::Pending | UploadState::Uploaded | UploadState::Processing => false,
+                },
+                None => object.last_modified.is_some_and(|t| Utc::now() - t > ttl),
+            };
+            if remove {
+                ctx.storage.delete(&object.key).await?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+/// Runs [`SweepUploads`] every `sweeper.interval_secs` until `stop` fires. Each tick takes a
+/// fleet-wide Redis lock (`{queue}:sweeper:lock`, `SET NX PX interval`), so one run starts per
+/// interval however many workers there are. Also puts the `tmp/` lifecycle rule on the bucket
+/// once, when allowed.
+pub async fn run_periodically(ctx: Arc<JobContext>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let cfg = ctx.settings.sweeper.clone();
+    if !cfg.enabled {
+        return;
+    }
+    if cfg.lifecycle_rule {
+        match ctx.storage.ensure_temp_lifecycle(1).await {
+            Ok(()) => tracing::info!("lifecycle rule: tmp/ expires after 1 day"),
+            Err(e) => tracing::warn!(error = %e, "could not set the tmp/ lifecycle rule"),
+        }
+    }
+    let interval = Duration::from_secs(cfg.interval_secs.max(1));
+    let lock_key = format!("{}:sweeper:lock", ctx.settings.redis.queue);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let mut conn = ctx.queue.connection();
+        let opts = redis::SetOptions::default()
+            .conditional_set(redis::ExistenceCheck::NX)
+            .with_expiration(redis::SetExpiry::PX(interval.as_millis() as u64));
+        let got: Result<Option<String>, _> = conn.set_options(&lock_key, "1", opts).await;
+        match got {
+            Ok(Some(_)) => {}
+            Ok(None) => continue, // another worker swept this interval
+            Err(e) => {
+                tracing::warn!(error = %e, "sweeper lock unavailable");
+                continue;
+            }
+        }
+        match SweepUploads::run(&ctx).await {
+            Ok(report) => {
+                if report != SweepReport::default() {
+                    tracing::info!(?report, "sweep done");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "sweep failed; will retry next interval"),
+        }
+    }
+}
