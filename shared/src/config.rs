@@ -105,6 +105,10 @@ impl Settings {
             "worker.concurrency must be > 0",
         )?;
         rule(
+            self.redis.heartbeat_secs > 0 && self.redis.missed_heartbeats >= 2,
+            "redis.heartbeat_secs must be > 0 and redis.missed_heartbeats >= 2",
+        )?;
+        rule(
             self.worker.max_attempts > 0,
             "worker.max_attempts must be > 0",
         )?;
@@ -179,6 +183,15 @@ impl RedisSettings {
     /// heartbeat × missed heartbeats: how long a silent worker keeps its jobs.
     pub fn orphan_timeout(&self) -> Duration {
         Duration::from_secs(self.heartbeat_secs * u64::from(self.missed_heartbeats))
+    }
+
+    /// How long a claim on a `processing` upload holds before another delivery may take it
+    /// over: the orphan timeout less one heartbeat. apalis re-delivers an orphan at least one
+    /// orphan timeout after the dead worker's last heartbeat, and that worker claimed the upload
+    /// at most one heartbeat after it, so a re-delivered job always finds the lease expired.
+    pub fn claim_lease(&self) -> Duration {
+        self.orphan_timeout()
+            .saturating_sub(Duration::from_secs(self.heartbeat_secs))
     }
 }
 
@@ -298,8 +311,9 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     /// Attempts for transient failures, the first included.
     pub max_attempts: u32,
-    /// Base delay of the retry backoff, in milliseconds: attempt n waits a uniformly random
-    /// time in `0 ..= min(retry_max_delay_ms, retry_base_delay_ms × 2^(n-1))` ("full jitter").
+    /// Base delay of the retry backoff, in milliseconds: after attempt n the upload waits a
+    /// uniformly random time in `c/2 ..= c`, `c = min(retry_max_delay_ms, retry_base_delay_ms ×
+    /// 2^(n-1))` (see `kiln_shared::retry`).
     pub retry_base_delay_ms: u64,
     /// Cap of the retry backoff, in milliseconds.
     pub retry_max_delay_ms: u64,

@@ -1,7 +1,10 @@
-//! Kiln's retry policy for transient failures: exponential backoff with full jitter (AWS
-//! Architecture Blog, "Exponential Backoff And Jitter", 2015). Kiln counts attempts itself in
-//! the upload row; apalis-redis's built-in reschedule (a hard-coded 25 attempts, apalis#503) is
-//! never used.
+//! Kiln's retry policy for transient failures: exponential backoff with jitter (AWS
+//! Architecture Blog, "Exponential Backoff And Jitter", 2015). The delay is drawn uniformly from
+//! the upper half of the exponential ceiling ("equal jitter") rather than from all of it ("full
+//! jitter"): retries of many uploads still spread out, but no retry fires at once against a
+//! dependency that just failed, and the gaps between attempts reliably grow. Kiln counts
+//! attempts itself in the upload row; apalis-redis's built-in reschedule (a hard-coded 25
+//! attempts, apalis#503) is never used.
 
 use std::time::Duration;
 
@@ -39,10 +42,10 @@ impl RetryPolicy {
         self.base.saturating_mul(factor).min(self.cap)
     }
 
-    /// A full-jitter delay after attempt `attempt`: uniform in `0 ..= ceiling(attempt)`.
+    /// The delay after attempt `attempt`: uniform in `ceiling/2 ..= ceiling`.
     pub fn delay(&self, attempt: u32) -> Duration {
         let ceiling = self.ceiling(attempt).as_millis() as u64;
-        Duration::from_millis(fastrand::u64(0..=ceiling))
+        Duration::from_millis(fastrand::u64(ceiling / 2..=ceiling))
     }
 }
 
@@ -61,7 +64,8 @@ mod tests {
         assert_eq!(ceilings, [1, 2, 4, 8, 10, 10]);
         for a in 1..=6 {
             for _ in 0..100 {
-                assert!(p.delay(a) <= p.ceiling(a));
+                let d = p.delay(a);
+                assert!(d <= p.ceiling(a) && d >= p.ceiling(a) / 2, "{d:?}");
             }
         }
         assert!(p.may_retry(4));

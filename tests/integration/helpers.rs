@@ -217,6 +217,97 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// The `kiln` binary next to this test binary (`target/debug/kiln`; `cargo build` makes it).
+pub fn kiln_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("kiln");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build` first",
+        bin.display()
+    );
+    bin
+}
+
+/// `KILN__…` environment that reproduces `settings` in another process.
+pub fn settings_env(settings: &Settings) -> Vec<(String, String)> {
+    use secrecy::ExposeSecret;
+    let s = settings;
+    [
+        ("DATABASE__URL", s.database.url.clone()),
+        (
+            "DATABASE__MAX_CONNECTIONS",
+            s.database.max_connections.to_string(),
+        ),
+        ("REDIS__URL", s.redis.url.clone()),
+        ("REDIS__QUEUE", s.redis.queue.clone()),
+        (
+            "REDIS__POLL_INTERVAL_MS",
+            s.redis.poll_interval_ms.to_string(),
+        ),
+        ("REDIS__HEARTBEAT_SECS", s.redis.heartbeat_secs.to_string()),
+        (
+            "REDIS__MISSED_HEARTBEATS",
+            s.redis.missed_heartbeats.to_string(),
+        ),
+        ("STORAGE__ENDPOINT", s.storage.endpoint.clone()),
+        ("STORAGE__BUCKET", s.storage.bucket.clone()),
+        ("STORAGE__REGION", s.storage.region.clone()),
+        ("STORAGE__ACCESS_KEY_ID", s.storage.access_key_id.clone()),
+        (
+            "STORAGE__SECRET_ACCESS_KEY",
+            s.storage.secret_access_key.expose_secret().to_owned(),
+        ),
+        ("STORAGE__KEY_PREFIX", s.storage.key_prefix.clone()),
+        ("WORKER__CONCURRENCY", s.worker.concurrency.to_string()),
+        ("WORKER__MAX_ATTEMPTS", s.worker.max_attempts.to_string()),
+        (
+            "WORKER__RETRY_BASE_DELAY_MS",
+            s.worker.retry_base_delay_ms.to_string(),
+        ),
+        (
+            "WORKER__RETRY_MAX_DELAY_MS",
+            s.worker.retry_max_delay_ms.to_string(),
+        ),
+        (
+            "WORKER__SHUTDOWN_TIMEOUT_SECS",
+            s.worker.shutdown_timeout_secs.to_string(),
+        ),
+        ("SWEEPER__ENABLED", s.sweeper.enabled.to_string()),
+        (
+            "SWEEPER__INTERVAL_SECS",
+            s.sweeper.interval_secs.to_string(),
+        ),
+        (
+            "SWEEPER__UPLOADED_STALE_SECS",
+            s.sweeper.uploaded_stale_secs.to_string(),
+        ),
+        (
+            "SWEEPER__LIFECYCLE_RULE",
+            s.sweeper.lifecycle_rule.to_string(),
+        ),
+        ("TELEMETRY__FILTER", "warn,kiln_worker=info".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("KILN__{k}"), v))
+    .collect()
+}
+
+/// Starts `kiln worker` as its own process with `settings`.
+pub fn spawn_worker_process(settings: &Settings) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(kiln_bin());
+    cmd.arg("worker")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in settings_env(settings) {
+        cmd.env(k, v);
+    }
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true);
+    cmd.spawn().expect("spawn kiln worker")
+}
+
 impl TestApp {
     /// Starts a worker with the app's settings (for tests spawned with `no_worker`).
     pub fn start_worker(&mut self) {

@@ -2,8 +2,10 @@
 //! Postgres, Redis and Garage, started by `scripts/services`.
 
 mod api;
+mod faults;
 mod helpers;
 mod metadata;
 mod pipeline;
+mod recovery;
 mod replay;
 mod sweeper;

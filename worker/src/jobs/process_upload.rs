@@ -131,7 +131,7 @@ pub async fn handle(
     async move {
         let started = Instant::now();
         let id = job.upload_id;
-        let claimed = match db::claim(&ctx.pool, id, ctx.settings.redis.orphan_timeout()).await? {
+        let claimed = match db::claim(&ctx.pool, id, ctx.settings.redis.claim_lease()).await? {
             Some(upload) => upload,
             None => {
                 tracing::info!("upload is not waiting for processing; acking without work");

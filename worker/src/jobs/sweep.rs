@@ -65,7 +65,7 @@ impl SweepUploads {
             }
         }
 
-        let lease = ctx.settings.redis.orphan_timeout();
+        let lease = ctx.settings.redis.claim_lease();
         let timeout = Duration::from_secs(cfg.processing_timeout_secs);
         for (id, job_id, updated_at) in
             db::stale_in_state(&ctx.pool, UploadState::Processing, lease).await?
