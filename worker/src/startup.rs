@@ -1,26 +1,39 @@
 //! Worker startup: wires the ProcessUpload handler into an apalis [`Monitor`] with the
 //! settings from `../shared/notes/apalis-redis-1.0.md` (unique worker names, a poll interval,
-//! bounded concurrency and prefetch, a raised Redis response timeout).
+//! bounded concurrency and prefetch, a raised Redis response timeout), runs the sweeper beside
+//! it, and reconnects with backoff when Redis goes away.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use apalis::prelude::*;
 use apalis_redis::RedisStorage;
 use kiln_shared::Settings;
-use kiln_shared::queue::{self, ProcessUpload};
+use kiln_shared::db::PgPool;
+use kiln_shared::queue::{self, JobQueue, ProcessUpload};
 use kiln_shared::storage::Storage;
+use tokio::sync::watch;
 
 use crate::jobs::process_upload::{self, JobContext};
 use crate::jobs::sweep;
 
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
 /// Runs a worker until `shutdown` resolves, then stops fetching, lets in-flight jobs finish
 /// (up to `worker.shutdown_timeout_secs`) and returns.
 ///
+/// apalis ends a worker whose Redis connection drops, and its monitor then returns as if all
+/// were well (`../shared/notes/apalis-redis-1.0.md`). So the monitor runs in a loop here: when
+/// it ends without a shutdown request, or Redis cannot be reached, the worker waits with
+/// exponential backoff (1 s doubling to 30 s) and starts again under a fresh worker name. It
+/// never spins and never returns while broken; only a shutdown request ends it.
+///
 /// # Errors
-/// When Redis cannot be reached at start, or the monitor fails.
+/// When the database URL is malformed.
 pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -28,10 +41,52 @@ pub async fn run(
     let settings = Arc::new(settings);
     let pool = kiln_shared::db::connect(&settings.database)?;
     let storage = Storage::new(&settings.storage);
+    let (stop_tx, stop) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+
+    let mut sweeper = None;
+    let mut backoff = Duration::from_secs(1);
+    while !*stop.borrow() {
+        let started = Instant::now();
+        match run_monitor(&settings, &pool, &storage, stop.clone(), &mut sweeper).await {
+            Ok(()) if *stop.borrow() => break,
+            Ok(()) => tracing::error!("worker lost its queue connection"),
+            Err(e) => tracing::error!(error = format!("{e:#}"), "worker cannot run"),
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            backoff = Duration::from_secs(1);
+        }
+        tracing::warn!(?backoff, "restarting the worker after a pause");
+        let mut stop_wait = stop.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop_wait.wait_for(|s| *s) => break,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+    if let Some(task) = sweeper {
+        let _ = task.await;
+    }
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// Connects to Redis and runs one apalis monitor until shutdown or a worker failure. Starts the
+/// sweeper the first time Redis is reachable.
+async fn run_monitor(
+    settings: &Arc<Settings>,
+    pool: &PgPool,
+    storage: &Storage,
+    stop: watch::Receiver<bool>,
+    sweeper: &mut Option<tokio::task::JoinHandle<()>>,
+) -> anyhow::Result<()> {
     let conn = queue::connect_redis(&settings.redis)
         .await
         .context("while connecting to Redis")?;
-    let job_queue = queue::JobQueue::connect(&settings.redis)
+    let job_queue = JobQueue::connect(&settings.redis)
         .await
         .context("while connecting to Redis")?;
     let concurrency = settings.worker.concurrency;
@@ -39,18 +94,25 @@ pub async fn run(
         RedisStorage::new(conn).with_config(queue::apalis_config(&settings.redis, concurrency));
     let ctx = Arc::new(JobContext {
         settings: settings.clone(),
-        pool,
-        storage,
+        pool: pool.clone(),
+        storage: storage.clone(),
         queue: job_queue,
     });
-    let sweep_ctx = ctx.clone();
+    if sweeper.is_none() {
+        *sweeper = Some(tokio::spawn(sweep::run_periodically(
+            ctx.clone(),
+            stop.clone(),
+        )));
+    }
     let poll = Duration::from_millis(settings.redis.poll_interval_ms);
     // Unique per process and per restart (apalis#504: a reused name blocks orphan recovery).
-    let base = format!("kiln-worker-{}-{}", hostname(), ulid::Ulid::generate());
+    let name = format!("kiln-worker-{}-{}", hostname(), ulid::Ulid::generate());
+    let failed = Arc::new(AtomicBool::new(false));
+    let failed_flag = failed.clone();
 
     let monitor = Monitor::new()
         .register(move |restarts| {
-            WorkerBuilder::new(format!("{base}-{restarts}"))
+            WorkerBuilder::new(format!("{name}-{restarts}"))
                 .backend(backend.clone().poll_with_interval(poll))
                 .concurrency(concurrency)
                 .data(ctx.clone())
@@ -58,24 +120,24 @@ pub async fn run(
                 .parallelize(tokio::spawn)
                 .build(process_upload::handle)
         })
-        .should_restart(|ctx, err| {
-            tracing::error!(worker = %ctx.name(), error = %err, "worker failed; restarting");
-            true
+        .should_restart(move |ctx, err| {
+            // Restart from our loop instead, with backoff and a fresh connection.
+            tracing::error!(worker = %ctx.name(), error = %err, "worker failed");
+            failed_flag.store(true, Ordering::SeqCst);
+            false
         })
         .shutdown_timeout(Duration::from_secs(settings.worker.shutdown_timeout_secs));
     tracing::info!(queue = %settings.redis.queue, concurrency, "worker started");
-    let (stop_sweeper, sweeper_stopped) = tokio::sync::watch::channel(false);
-    let sweeper = tokio::spawn(sweep::run_periodically(sweep_ctx, sweeper_stopped));
-    let result = monitor
+    let mut stop_wait = stop.clone();
+    monitor
         .run_with_signal(async move {
-            shutdown.await;
-            let _ = stop_sweeper.send(true);
+            let _ = stop_wait.wait_for(|s| *s).await;
             Ok(())
         })
-        .await;
-    let _ = sweeper.await;
-    result?;
-    tracing::info!("worker stopped");
+        .await?;
+    if failed.load(Ordering::SeqCst) && !*stop.borrow() {
+        anyhow::bail!("a worker ended with an error");
+    }
     Ok(())
 }
 
