@@ -19,6 +19,9 @@ pub struct Faults {
     pub p503_permille: AtomicU32,
     /// Per-mille of connections reset (RST) after the request arrives.
     pub reset_permille: AtomicU32,
+    /// When non-zero, each forwarded connection is cut after a random 1..=this many
+    /// milliseconds (mid-request if one is in flight), so pooled connections keep churning.
+    pub max_life_ms: AtomicU64,
     /// Connections seen.
     pub connections: AtomicU64,
     /// 503s injected.
@@ -109,5 +112,18 @@ async fn handle(mut client: TcpStream, upstream: SocketAddr, f: Arc<Faults>) {
     if server.write_all(&first[..n]).await.is_err() {
         return;
     }
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+    let life = f.max_life_ms.load(Ordering::Relaxed);
+    if life == 0 {
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+        return;
+    }
+    let cut = Duration::from_millis(fastrand::u64(1..=life));
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+        _ = tokio::time::sleep(cut) => {
+            f.injected_resets.fetch_add(1, Ordering::Relaxed);
+            #[allow(deprecated)]
+            let _ = client.set_linger(Some(Duration::ZERO));
+        }
+    }
 }

@@ -43,6 +43,8 @@ pub struct TestOptions {
     pub no_worker: bool,
     /// Changes to the worker's settings only (e.g. a limit to provoke failures).
     pub worker_settings: Option<fn(&mut Settings)>,
+    /// Another Redis (e.g. a private server a test may FLUSHALL).
+    pub redis_url: Option<String>,
 }
 
 /// A running API + worker on isolated state.
@@ -122,6 +124,9 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
     // bucket-wide lifecycle rule is not set from parallel tests.
     settings.sweeper.enabled = false;
     settings.sweeper.lifecycle_rule = false;
+    if let Some(url) = opts.redis_url {
+        settings.redis.url = url;
+    }
     if let Some(e) = opts.upload_expiry_secs {
         settings.api.upload_expiry_secs = e;
     }

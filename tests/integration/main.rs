@@ -2,6 +2,7 @@
 //! Postgres, Redis and Garage, started by `scripts/services`.
 
 mod api;
+mod chaos;
 mod faults;
 mod helpers;
 mod metadata;
