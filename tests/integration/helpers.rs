@@ -291,7 +291,7 @@ pub fn settings_env(settings: &Settings) -> Vec<(String, String)> {
             "SWEEPER__LIFECYCLE_RULE",
             s.sweeper.lifecycle_rule.to_string(),
         ),
-        ("TELEMETRY__FILTER", "warn,kiln_worker=info".to_owned()),
+        ("TELEMETRY__FILTER", "error".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (format!("KILN__{k}"), v))

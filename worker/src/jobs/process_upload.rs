@@ -131,15 +131,24 @@ pub async fn handle(
     async move {
         let started = Instant::now();
         let id = job.upload_id;
-        let claimed = match db::claim(&ctx.pool, id, ctx.settings.redis.claim_lease()).await? {
-            Some(upload) => upload,
-            None => {
+        let policy = RetryPolicy::from_settings(&ctx.settings.worker);
+        let claimed = match db::claim(&ctx.pool, id, ctx.settings.redis.claim_lease()).await {
+            Ok(Some(upload)) => upload,
+            Ok(None) => {
                 tracing::info!("upload is not waiting for processing; acking without work");
+                return Ok(());
+            }
+            Err(e) => {
+                // Postgres is down, so attempts cannot be counted in the row: requeue with the
+                // backoff of this delivery's attempt instead of apalis' own reschedule. If
+                // Redis fails too, the plain error leaves it to apalis and the sweeper.
+                let delay = policy.delay(attempt.current() as u32);
+                tracing::warn!(error = %e, ?delay, "cannot claim; database unavailable, requeueing");
+                ctx.queue.push_process_upload_after(id, delay).await?;
                 return Ok(());
             }
         };
         let attempt_no = claimed.attempts;
-        let policy = RetryPolicy::from_settings(&ctx.settings.worker);
         // A job that keeps killing its worker (OOM, a crash in a C decoder) is re-delivered as
         // an orphan and re-claimed; stop it here rather than crash forever.
         let result = if attempt_no as u32 > policy.max_attempts {
