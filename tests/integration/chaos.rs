@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 
 use crate::faults::FaultProxy;
-use crate::helpers::{TestApp, TestOptions, photos, spawn_app_with, spawn_worker_process};
+use crate::helpers::{TestOptions, photos, spawn_app_with, spawn_worker_process};
 
 const UPLOADS: usize = 300;
 const WORKERS: usize = 3;
@@ -61,21 +61,6 @@ impl Drop for PrivateRedis {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-async fn submit(app: &TestApp, file: PathBuf) -> (String, PathBuf) {
-    let bytes = std::fs::read(&file).unwrap();
-    let auth = app
-        .authorize("c.jpg", "image/jpeg", bytes.len(), "put")
-        .await;
-    assert!(
-        app.send_to_s3(&auth, bytes, "image/jpeg")
-            .await
-            .is_success()
-    );
-    let id = auth["id"].as_str().unwrap().to_owned();
-    assert_eq!(app.complete(&id).await.status(), 202);
-    (id, file)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -128,7 +113,7 @@ async fn chaos_loses_nothing_and_duplicates_nothing() {
     let started = Instant::now();
     let app_ref = &app;
     let submitting = futures::stream::iter(files.iter().map(|(f, _)| f.clone()))
-        .map(|f| submit(app_ref, f))
+        .map(|f| async move { (app_ref.submit_file(&f, "put").await, f) })
         .buffer_unordered(8)
         .collect::<Vec<_>>();
     let (mut kills, mut flushes) = (0, 0);

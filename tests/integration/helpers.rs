@@ -34,6 +34,22 @@ pub fn photos(dir: &str) -> Vec<PathBuf> {
     files
 }
 
+/// The fixture folders whose photos are good images (they must end `ready`).
+pub const GOOD_DIRS: [&str; 7] = [
+    "orientation",
+    "gps",
+    "cameras",
+    "mobile",
+    "heic",
+    "tiff",
+    "edge",
+];
+
+/// Every good fixture photo, folder by folder.
+pub fn good_photos() -> Vec<PathBuf> {
+    GOOD_DIRS.iter().flat_map(|d| photos(d)).collect()
+}
+
 /// Options for [`spawn_app_with`].
 #[derive(Default)]
 pub struct TestOptions {
@@ -497,8 +513,9 @@ impl TestApp {
         }
     }
 
-    /// The whole client path for one file: authorize, send, complete, wait. Returns the upload.
-    pub async fn upload_file(&self, path: &Path, method: &str) -> Value {
+    /// Authorizes `path` for the default owner and sends it to S3 with `method` (`put` or
+    /// `post`), like any plain HTTP client; asserts S3 accepted it. Returns the authorization.
+    pub async fn send_file(&self, path: &Path, method: &str) -> Value {
         let bytes = std::fs::read(path).unwrap();
         let ct = content_type_of(path);
         let name = path.file_name().unwrap().to_str().unwrap();
@@ -509,15 +526,29 @@ impl TestApp {
             "S3 refused {} via {method}: {status}",
             path.display()
         );
-        let resp = self.complete(auth["id"].as_str().unwrap()).await;
+        auth
+    }
+
+    /// [`Self::send_file`], then complete (asserting 202). Returns the upload id.
+    pub async fn submit_file(&self, path: &Path, method: &str) -> String {
+        let id = self.send_file(path, method).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let resp = self.complete(&id).await;
         assert_eq!(
             resp.status(),
             StatusCode::ACCEPTED,
             "complete {}",
             path.display()
         );
-        self.wait_until_processed(auth["id"].as_str().unwrap())
-            .await
+        id
+    }
+
+    /// The whole client path for one file: authorize, send, complete, wait. Returns the upload.
+    pub async fn upload_file(&self, path: &Path, method: &str) -> Value {
+        let id = self.submit_file(path, method).await;
+        self.wait_until_processed(&id).await
     }
 
     /// Downloads an object by key (through the storage client).

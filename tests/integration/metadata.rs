@@ -6,7 +6,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::helpers::{photos, spawn_app};
+use crate::helpers::{good_photos, spawn_app};
 
 fn exiftool(files: &[PathBuf], grouped: bool) -> Vec<Value> {
     let out = Command::new("exiftool")
@@ -25,18 +25,7 @@ fn close(a: f64, b: f64, tol: f64) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn metadata_matches_exiftool() {
     let app = spawn_app().await;
-    let files: Vec<PathBuf> = [
-        "orientation",
-        "gps",
-        "cameras",
-        "mobile",
-        "heic",
-        "tiff",
-        "edge",
-    ]
-    .iter()
-    .flat_map(|d| photos(d))
-    .collect();
+    let files = good_photos();
     let reference = exiftool(&files, true);
     let plain = exiftool(&files, false);
     assert_eq!(reference.len(), files.len());

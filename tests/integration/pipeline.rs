@@ -7,17 +7,7 @@ use futures::StreamExt;
 use image::GenericImageView;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, photos, sha256_hex, spawn_app};
-
-const GOOD_DIRS: [&str; 7] = [
-    "orientation",
-    "gps",
-    "cameras",
-    "mobile",
-    "heic",
-    "tiff",
-    "edge",
-];
+use crate::helpers::{TestApp, good_photos, photos, sha256_hex, spawn_app};
 
 /// Uploads `files` with `method`, 4 at a time; returns (file, upload) in input order.
 async fn upload_all(app: &TestApp, files: &[PathBuf], method: &str) -> Vec<(PathBuf, Value)> {
@@ -38,7 +28,7 @@ fn decode(bytes: &[u8]) -> image::DynamicImage {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_fixture_processes_through_put_and_post() {
     let app = spawn_app().await;
-    let files: Vec<PathBuf> = GOOD_DIRS.iter().flat_map(|d| photos(d)).collect();
+    let files = good_photos();
     assert!(files.len() >= 30, "fixtures missing: {}", files.len());
     for method in ["put", "post"] {
         for (file, upload) in upload_all(&app, &files, method).await {

@@ -12,22 +12,6 @@ use serde_json::Value;
 use crate::faults::FaultProxy;
 use crate::helpers::{TestApp, TestOptions, photos, spawn_app_with, spawn_worker_process};
 
-/// Sends and completes a photo; returns the upload id.
-async fn submit(app: &TestApp, file: &std::path::Path) -> String {
-    let bytes = std::fs::read(file).unwrap();
-    let auth = app
-        .authorize("p.jpg", "image/jpeg", bytes.len(), "put")
-        .await;
-    assert!(
-        app.send_to_s3(&auth, bytes, "image/jpeg")
-            .await
-            .is_success()
-    );
-    let id = auth["id"].as_str().unwrap().to_owned();
-    assert_eq!(app.complete(&id).await.status(), 202);
-    id
-}
-
 async fn state_of(app: &TestApp, id: &str) -> (String, i32) {
     let u = kiln_shared::db::uploads::get(&app.pool, id.parse().unwrap())
         .await
@@ -66,7 +50,7 @@ async fn a_worker_sigtermed_mid_job_finishes_it_and_exits_0() {
     settings.storage.endpoint = proxy.endpoint.clone();
     settings.worker.shutdown_timeout_secs = 8; // must stay under the 10 s orphan timeout
     let mut worker = spawn_worker_process(&settings);
-    let id = submit(&app, &photos("cameras")[0]).await;
+    let id = app.submit_file(&photos("cameras")[0], "put").await;
     wait_for_state(&app, &id, "processing", Duration::from_secs(20)).await;
 
     kill(Pid::from_raw(worker.id().unwrap() as i32), Signal::SIGTERM).unwrap();
@@ -92,7 +76,7 @@ async fn a_worker_sigkilled_mid_job_has_its_job_finished_by_another() {
     let mut slow = fast.clone();
     slow.storage.endpoint = proxy.endpoint.clone();
     let mut victim = spawn_worker_process(&slow);
-    let id = submit(&app, &photos("cameras")[1]).await;
+    let id = app.submit_file(&photos("cameras")[1], "put").await;
     wait_for_state(&app, &id, "processing", Duration::from_secs(20)).await;
 
     victim.kill().await.unwrap(); // SIGKILL
@@ -131,7 +115,7 @@ async fn transient_failures_retry_with_growing_gaps_then_fail_and_permanent_ones
     settings.worker.retry_max_delay_ms = 8000;
     app.start_worker_with(settings.clone());
 
-    let id = submit(&app, &photos("cameras")[0]).await;
+    let id = app.submit_file(&photos("cameras")[0], "put").await;
     let mut seen: Vec<(i32, Instant)> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {

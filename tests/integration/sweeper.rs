@@ -3,23 +3,8 @@
 use std::time::Duration;
 
 use kiln_shared::domain::UploadId;
-use serde_json::Value;
 
-use crate::helpers::{TestApp, photos, spawn_app};
-
-/// Authorizes and sends a file, without completing it.
-async fn send(app: &TestApp, file: &std::path::Path) -> Value {
-    let bytes = std::fs::read(file).unwrap();
-    let auth = app
-        .authorize("p.jpg", "image/jpeg", bytes.len(), "put")
-        .await;
-    assert!(
-        app.send_to_s3(&auth, bytes, "image/jpeg")
-            .await
-            .is_success()
-    );
-    auth
-}
+use crate::helpers::{photos, spawn_app};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn after_the_queue_is_lost_the_sweeper_brings_every_upload_home() {
@@ -36,14 +21,14 @@ async fn after_the_queue_is_lost_the_sweeper_brings_every_upload_home() {
 
     // Uploaded (job queued), processing (a worker died mid-job), pending (abandoned and past
     // its expiry), and an orphan temp object with no row at all.
-    let uploaded = send(&app, &cameras[1]).await;
+    let uploaded = app.send_file(&cameras[1], "put").await;
     assert_eq!(
         app.complete(uploaded["id"].as_str().unwrap())
             .await
             .status(),
         202
     );
-    let processing = send(&app, &cameras[2]).await;
+    let processing = app.send_file(&cameras[2], "put").await;
     assert_eq!(
         app.complete(processing["id"].as_str().unwrap())
             .await
@@ -56,7 +41,7 @@ async fn after_the_queue_is_lost_the_sweeper_brings_every_upload_home() {
         .execute(&app.pool)
         .await
         .unwrap();
-    let abandoned = send(&app, &cameras[3]).await;
+    let abandoned = app.send_file(&cameras[3], "put").await;
     sqlx::query("UPDATE uploads SET expires_at = now() - interval '1 hour'")
         .execute(&app.pool)
         .await
