@@ -379,19 +379,19 @@ impl TestApp {
     /// Deletes every Redis key of this test's queue: what FLUSHALL does to it, without touching
     /// the queues of tests running in parallel.
     pub async fn wipe_queue(&self) {
+        self.delete_queue_keys().await.expect("wipe the test queue");
+    }
+
+    async fn delete_queue_keys(&self) -> redis::RedisResult<()> {
         let mut conn = self.queue.connection();
         let keys: Vec<String> = redis::cmd("KEYS")
             .arg(format!("{}*", self.settings.redis.queue))
             .query_async(&mut conn)
-            .await
-            .unwrap();
+            .await?;
         if !keys.is_empty() {
-            let _: () = redis::cmd("DEL")
-                .arg(&keys)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
+            let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
         }
+        Ok(())
     }
 
     /// `POST /v1/uploads` with `body` and `token`.
@@ -614,15 +614,8 @@ impl TestApp {
         {
             let _ = self.storage.delete(&key).await;
         }
+        let _ = self.delete_queue_keys().await;
         let mut conn = self.queue.connection();
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}*", self.settings.redis.queue))
-            .query_async(&mut conn)
-            .await
-            .unwrap_or_default();
-        if !keys.is_empty() {
-            let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
-        }
         let _: Result<(), _> = redis::cmd("ZREM")
             .arg("core:apalis:queues:list")
             .arg(format!("{}:workers", self.settings.redis.queue))
