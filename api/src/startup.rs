@@ -48,6 +48,8 @@ impl Application {
             pool,
             storage,
             queue,
+            metrics: Arc::new(kiln_shared::metrics::Metrics::new()),
+            gauges_refreshed: Arc::default(),
         };
         Ok(Self {
             listener,
@@ -93,6 +95,10 @@ impl Application {
 /// echoed back), tracing spans carrying the request id, and a 30 s request timeout.
 pub fn router(state: AppState) -> Router {
     routes::router()
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            routes::metrics::track,
+        ))
         .with_state(state)
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

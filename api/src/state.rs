@@ -1,9 +1,11 @@
 //! `AppState`: what every handler shares (settings, Postgres pool, S3 client, job queue).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use kiln_shared::Settings;
 use kiln_shared::db::PgPool;
+use kiln_shared::metrics::Metrics;
 use kiln_shared::queue::JobQueue;
 use kiln_shared::storage::Storage;
 
@@ -18,4 +20,8 @@ pub struct AppState {
     pub storage: Storage,
     /// ProcessUpload queue (Redis).
     pub queue: JobQueue,
+    /// This process's metrics.
+    pub metrics: Arc<Metrics>,
+    /// When the Postgres/Redis gauges were last read.
+    pub gauges_refreshed: Arc<Mutex<Option<Instant>>>,
 }

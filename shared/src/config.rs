@@ -307,6 +307,9 @@ impl Default for AuthSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct WorkerSettings {
+    /// Address of the worker's `/metrics` (`KILN__WORKER__METRICS_LISTEN`); port 0 picks a
+    /// free port.
+    pub metrics_listen: SocketAddr,
     /// Jobs processed at once by one worker process.
     pub concurrency: usize,
     /// Attempts for transient failures, the first included.
@@ -332,6 +335,7 @@ pub struct WorkerSettings {
 impl Default for WorkerSettings {
     fn default() -> Self {
         Self {
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9101)),
             concurrency: 2,
             max_attempts: 5,
             retry_base_delay_ms: 1_000,

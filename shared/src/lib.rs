@@ -6,6 +6,7 @@ pub mod config;
 pub mod db;
 pub mod dead_jobs;
 pub mod domain;
+pub mod metrics;
 pub mod queue;
 pub mod retry;
 pub mod storage;

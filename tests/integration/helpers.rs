@@ -135,6 +135,7 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
     settings.storage.key_prefix = unique("test-") + "/";
     settings.api.listen = "127.0.0.1:0".parse().unwrap();
     settings.worker.concurrency = 2;
+    settings.worker.metrics_listen = "127.0.0.1:0".parse().unwrap();
     settings.worker.shutdown_timeout_secs = 5;
     // Tests run the sweeper explicitly (`TestApp::sweep`) so its timing is deterministic; its
     // bucket-wide lifecycle rule is not set from parallel tests.
@@ -281,6 +282,10 @@ pub fn settings_env(settings: &Settings) -> Vec<(String, String)> {
         ),
         ("STORAGE__KEY_PREFIX", s.storage.key_prefix.clone()),
         ("WORKER__CONCURRENCY", s.worker.concurrency.to_string()),
+        (
+            "WORKER__METRICS_LISTEN",
+            s.worker.metrics_listen.to_string(),
+        ),
         ("WORKER__MAX_ATTEMPTS", s.worker.max_attempts.to_string()),
         (
             "WORKER__RETRY_BASE_DELAY_MS",
@@ -370,6 +375,7 @@ impl TestApp {
             pool: self.pool.clone(),
             storage: self.storage.clone(),
             queue: self.queue.clone(),
+            metrics: std::sync::Arc::new(kiln_shared::metrics::Metrics::new()),
         };
         kiln_worker::jobs::sweep::SweepUploads::run(&ctx)
             .await

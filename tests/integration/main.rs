@@ -6,6 +6,7 @@ mod chaos;
 mod faults;
 mod helpers;
 mod metadata;
+mod metrics;
 mod pipeline;
 mod recovery;
 mod replay;

@@ -13,6 +13,7 @@ use apalis::prelude::*;
 use apalis_redis::RedisStorage;
 use kiln_shared::Settings;
 use kiln_shared::db::PgPool;
+use kiln_shared::metrics::{self, Metrics};
 use kiln_shared::queue::{self, JobQueue, ProcessUpload};
 use kiln_shared::storage::Storage;
 use tokio::sync::watch;
@@ -47,11 +48,19 @@ pub async fn run(
         let _ = stop_tx.send(true);
     });
 
+    let metrics = Arc::new(Metrics::new());
+    let listener = tokio::net::TcpListener::bind(settings.worker.metrics_listen)
+        .await
+        .with_context(|| format!("while binding {}", settings.worker.metrics_listen))?;
+    tracing::info!(addr = %listener.local_addr()?, "worker metrics listening");
+    let metrics_server = tokio::spawn(serve_metrics(listener, metrics.clone(), stop.clone()));
+
     let mut sweeper = None;
     let mut backoff = Duration::from_secs(1);
     while !*stop.borrow() {
         let started = Instant::now();
-        match run_monitor(&settings, &pool, &storage, stop.clone(), &mut sweeper).await {
+        let deps = (&pool, &storage, &metrics);
+        match run_monitor(&settings, deps, stop.clone(), &mut sweeper).await {
             Ok(()) if *stop.borrow() => break,
             Ok(()) => tracing::error!("worker lost its queue connection"),
             Err(e) => tracing::error!(error = format!("{e:#}"), "worker cannot run"),
@@ -70,6 +79,7 @@ pub async fn run(
     if let Some(task) = sweeper {
         let _ = task.await;
     }
+    let _ = metrics_server.await;
     tracing::info!("worker stopped");
     Ok(())
 }
@@ -78,8 +88,7 @@ pub async fn run(
 /// sweeper the first time Redis is reachable.
 async fn run_monitor(
     settings: &Arc<Settings>,
-    pool: &PgPool,
-    storage: &Storage,
+    (pool, storage, metrics): (&PgPool, &Storage, &Arc<Metrics>),
     stop: watch::Receiver<bool>,
     sweeper: &mut Option<tokio::task::JoinHandle<()>>,
 ) -> anyhow::Result<()> {
@@ -97,6 +106,7 @@ async fn run_monitor(
         pool: pool.clone(),
         storage: storage.clone(),
         queue: job_queue,
+        metrics: metrics.clone(),
     });
     if sweeper.is_none() {
         *sweeper = Some(tokio::spawn(sweep::run_periodically(
@@ -139,6 +149,35 @@ async fn run_monitor(
         anyhow::bail!("a worker ended with an error");
     }
     Ok(())
+}
+
+/// Serves `GET /metrics` (Prometheus text format) until `stop` fires.
+async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+                    metrics.render(),
+                )
+            }
+        }),
+    );
+    let shutdown = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!(error = %e, "metrics server failed");
+    }
 }
 
 fn hostname() -> String {

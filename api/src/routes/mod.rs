@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod health;
+pub mod metrics;
 pub mod uploads;
 
 use axum::Router;
@@ -17,6 +18,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/uploads/{id}/complete", post(uploads::complete))
         .route("/v1/admin/jobs", get(admin::list))
         .route("/v1/admin/jobs/replay", post(admin::replay))
+        .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
 }

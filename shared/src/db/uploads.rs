@@ -523,3 +523,15 @@ pub async fn stale_in_state(
         .map(|(id, job, at)| (UploadId(id), job, at))
         .collect())
 }
+
+/// Number of uploads in each state (states with none are absent).
+///
+/// # Errors
+/// [`DbError::Sqlx`] on database failure.
+pub async fn count_by_state(pool: &PgPool) -> Result<Vec<(String, i64)>, DbError> {
+    Ok(
+        sqlx::query_as("SELECT state, count(*) FROM uploads GROUP BY state")
+            .fetch_all(pool)
+            .await?,
+    )
+}

@@ -57,6 +57,17 @@ pub struct RenderedDerivative {
     pub bytes: Vec<u8>,
 }
 
+/// Time spent in each CPU stage of [`process`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StageTimings {
+    /// Sniff, header checks, decode, orientation and EXIF.
+    pub decode: std::time::Duration,
+    /// Resizing, all renditions.
+    pub render: std::time::Duration,
+    /// Encoding, all renditions.
+    pub encode: std::time::Duration,
+}
+
 /// Everything the pipeline produces for one original.
 #[derive(Debug, Clone)]
 pub struct Processed {
@@ -64,6 +75,8 @@ pub struct Processed {
     pub metadata: ImageMetadata,
     /// One entry per rendition, in the order given.
     pub derivatives: Vec<RenderedDerivative>,
+    /// Where the time went.
+    pub timings: StageTimings,
 }
 
 /// Runs the whole pipeline on an original's bytes.
@@ -84,17 +97,24 @@ pub fn process(
             limits.max_encoded_bytes
         )));
     }
+    let started = std::time::Instant::now();
+    let mut timings = StageTimings::default();
     let format = sniff::sniff(bytes).ok_or_else(|| {
         ImagingError::Unsupported("no known image signature in the first bytes".into())
     })?;
     let decoded = decode::decode(bytes, format, limits)?;
     let exif = metadata::read_exif(bytes);
     let image = decoded.image;
+    timings.decode = started.elapsed();
 
     let mut derivatives = Vec::with_capacity(renditions.len());
     for r in renditions {
+        let t = std::time::Instant::now();
         let resized = render::render(&image, r)?;
+        timings.render += t.elapsed();
+        let t = std::time::Instant::now();
         let encoded = encode::encode(&resized, r.format, r.quality)?;
+        timings.encode += t.elapsed();
         derivatives.push(RenderedDerivative {
             rendition: r.clone(),
             width: resized.width(),
@@ -115,5 +135,6 @@ pub fn process(
     Ok(Processed {
         metadata,
         derivatives,
+        timings,
     })
 }

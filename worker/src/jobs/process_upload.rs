@@ -7,12 +7,13 @@
 //! last, and a failure there is left to the sweeper.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use apalis::prelude::{AbortError, Attempt, BoxDynError, Data, TaskId};
 use kiln_shared::Settings;
 use kiln_shared::db::{DbError, PgPool, uploads as db};
 use kiln_shared::domain::{Derivative, ErrorCode, Upload};
+use kiln_shared::metrics::Metrics;
 use kiln_shared::queue::{JobQueue, ProcessUpload};
 use kiln_shared::retry::RetryPolicy;
 use kiln_shared::storage::{Storage, StorageError};
@@ -30,6 +31,8 @@ pub struct JobContext {
     pub storage: Storage,
     /// The queue, for pushing delayed retries.
     pub queue: JobQueue,
+    /// This process's metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 impl JobContext {
@@ -106,6 +109,8 @@ pub enum Outcome {
     /// Nothing to do: the row was already terminal or another attempt committed it (a late
     /// duplicate delivery), so the job is acked without work.
     Skipped,
+    /// A transient failure; a delayed retry job was enqueued.
+    Retried,
 }
 
 /// apalis handler. Permanent failures and exhausted retries mark the upload `failed` and end
@@ -128,15 +133,17 @@ pub async fn handle(
         job_id = %task_id,
         attempt = attempt.current()
     );
-    async move {
-        let started = Instant::now();
+    let metrics = ctx.metrics.clone();
+    let queue = ctx.settings.redis.queue.clone();
+    let started = Instant::now();
+    let result = async move {
         let id = job.upload_id;
         let policy = RetryPolicy::from_settings(&ctx.settings.worker);
         let claimed = match db::claim(&ctx.pool, id, ctx.settings.redis.claim_lease()).await {
             Ok(Some(upload)) => upload,
             Ok(None) => {
                 tracing::info!("upload is not waiting for processing; acking without work");
-                return Ok(());
+                return Ok(Outcome::Skipped);
             }
             Err(e) => {
                 // Postgres is down, so attempts cannot be counted in the row: requeue with the
@@ -145,7 +152,7 @@ pub async fn handle(
                 let delay = policy.delay(attempt.current() as u32);
                 tracing::warn!(error = %e, ?delay, "cannot claim; database unavailable, requeueing");
                 ctx.queue.push_process_upload_after(id, delay).await?;
-                return Ok(());
+                return Ok(Outcome::Retried);
             }
         };
         let attempt_no = claimed.attempts;
@@ -161,12 +168,8 @@ pub async fn handle(
         };
         match result {
             Ok(outcome) => {
-                tracing::info!(
-                    ?outcome,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "job done"
-                );
-                Ok(())
+                tracing::info!(?outcome, elapsed_ms = started.elapsed().as_millis() as u64, "job done");
+                Ok(outcome)
             }
             Err(JobError::Transient { code, message }) if policy.may_retry(attempt_no as u32) => {
                 let delay = policy.delay(attempt_no as u32);
@@ -175,7 +178,7 @@ pub async fn handle(
                     let next = ctx.queue.push_process_upload_after(id, delay).await?;
                     db::set_job_id(&ctx.pool, id, &next).await?;
                 }
-                Ok(())
+                Ok(Outcome::Retried)
             }
             Err(err) => {
                 let (code, message) = match err {
@@ -185,12 +188,28 @@ pub async fn handle(
                         format!("{attempt_no} attempts; last: {code}: {message}"),
                     ),
                 };
-                fail(&ctx, &claimed, code, &message).await
+                fail(&ctx, &claimed, code, &message).await.map(|()| Outcome::Skipped)
             }
         }
     }
     .instrument(span)
-    .await
+    .await;
+    let outcome = match &result {
+        Ok(Outcome::Ready) => "succeeded",
+        Ok(Outcome::Skipped) => "skipped",
+        Ok(Outcome::Retried) => "retried",
+        Err(e) if e.downcast_ref::<AbortError>().is_some() => "failed",
+        Err(_) => "error",
+    };
+    metrics
+        .jobs
+        .with_label_values(&[queue.as_str(), outcome])
+        .inc();
+    metrics
+        .job_duration
+        .with_label_values(&[queue.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    result.map(|_| ())
 }
 
 /// Ends an attempt as failed: records the code and message (fenced by the attempt), keeps the
@@ -218,6 +237,7 @@ async fn fail(
 /// # Errors
 /// [`JobError`], classified as permanent or transient.
 pub async fn process(ctx: &JobContext, upload: &Upload) -> Result<Outcome, JobError> {
+    let started = Instant::now();
     let max = ctx.settings.worker.max_encoded_bytes;
     // A replayed upload's original was already moved to its final key when it failed.
     let mut source = upload.temp_key.clone();
@@ -233,6 +253,14 @@ pub async fn process(ctx: &JobContext, upload: &Upload) -> Result<Outcome, JobEr
         });
     };
     let bytes = object.bytes;
+    let m = &ctx.metrics;
+    let stage = |name: &str, d: Duration| {
+        m.stage_duration
+            .with_label_values(&[name])
+            .observe(d.as_secs_f64())
+    };
+    stage("fetch", started.elapsed());
+    m.processed_bytes.inc_by(bytes.len() as u64);
     if bytes.len() as u64 != upload.byte_size.max(0) as u64 {
         return Err(JobError::Permanent {
             code: ErrorCode::SizeMismatch,
@@ -254,7 +282,15 @@ pub async fn process(ctx: &JobContext, upload: &Upload) -> Result<Outcome, JobEr
                 message: format!("decoder panicked: {e}"),
             })??;
 
+    stage("decode", processed.timings.decode);
+    stage("render", processed.timings.render);
+    stage("encode", processed.timings.encode);
+    m.processed_pixels
+        .inc_by(u64::from(processed.metadata.width) * u64::from(processed.metadata.height));
+    let t = Instant::now();
     let derivatives = store_derivatives(ctx, upload, processed.derivatives).await?;
+    stage("store", t.elapsed());
+    let t = Instant::now();
     let final_key = ctx
         .storage
         .layout()
@@ -265,6 +301,8 @@ pub async fn process(ctx: &JobContext, upload: &Upload) -> Result<Outcome, JobEr
             .copy(&source, &final_key, object.etag.as_deref())
             .await?;
     }
+    stage("promote", t.elapsed());
+    let t = Instant::now();
     if !db::commit_ready(
         &ctx.pool,
         upload.id,
@@ -277,6 +315,13 @@ pub async fn process(ctx: &JobContext, upload: &Upload) -> Result<Outcome, JobEr
     {
         tracing::info!("another attempt holds the upload now; acking");
         return Ok(Outcome::Skipped);
+    }
+    stage("commit", t.elapsed());
+    if let Some(completed) = upload.completed_at {
+        let latency = (chrono::Utc::now() - completed)
+            .to_std()
+            .unwrap_or_default();
+        m.ready_latency.observe(latency.as_secs_f64());
     }
     if source != final_key
         && let Err(e) = ctx.storage.delete(&source).await

@@ -177,11 +177,25 @@ pub async fn run_periodically(ctx: Arc<JobContext>, mut stop: tokio::sync::watch
         }
         match SweepUploads::run(&ctx).await {
             Ok(report) => {
+                let m = &ctx.metrics;
+                m.sweeper_runs.with_label_values(&["ok"]).inc();
+                m.sweeper_last_success.set(Utc::now().timestamp());
+                for (action, n) in [
+                    ("expired", report.expired),
+                    ("requeued_uploaded", report.requeued_uploaded),
+                    ("requeued_processing", report.requeued_processing),
+                    ("temps_deleted", report.temps_deleted),
+                ] {
+                    m.sweeper_actions.with_label_values(&[action]).inc_by(n);
+                }
                 if report != SweepReport::default() {
                     tracing::info!(?report, "sweep done");
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "sweep failed; will retry next interval"),
+            Err(e) => {
+                ctx.metrics.sweeper_runs.with_label_values(&["error"]).inc();
+                tracing::warn!(error = %e, "sweep failed; will retry next interval");
+            }
         }
     }
 }

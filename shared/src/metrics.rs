@@ -1,0 +1,193 @@
+//! Prometheus metrics (prometheus crate, text exposition format 0.0.4). Names follow
+//! DESIGN.md "Observability" and Prometheus naming conventions: a `kiln_` prefix, base units,
+//! `_total` on counters, `_seconds` on durations.
+//!
+//! Each process builds one [`Metrics`] with its own registry (no global state, so tests can run
+//! several API and worker instances in one process) and serves it on `/metrics`.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Every metric Kiln exports. Not every process uses every metric: the API records HTTP
+/// metrics and the gauges read at scrape time, workers record jobs, stages and sweeps.
+pub struct Metrics {
+    registry: Registry,
+    /// `kiln_http_requests_total{route,method,status}`.
+    pub http_requests: IntCounterVec,
+    /// `kiln_http_request_duration_seconds{route,method}`.
+    pub http_duration: HistogramVec,
+    /// `kiln_jobs_total{queue,outcome}`: outcome is `succeeded`, `retried`, `failed` (the
+    /// upload failed and the job went to the dead set) or `skipped` (a duplicate delivery).
+    pub jobs: IntCounterVec,
+    /// `kiln_job_duration_seconds{queue}`: one ProcessUpload attempt, claim to ack.
+    pub job_duration: HistogramVec,
+    /// `kiln_job_stage_duration_seconds{stage}`: fetch, decode, render, encode, store,
+    /// promote, commit.
+    pub stage_duration: HistogramVec,
+    /// `kiln_upload_ready_latency_seconds`: complete → ready.
+    pub ready_latency: Histogram,
+    /// `kiln_processed_bytes_total`: bytes of originals processed.
+    pub processed_bytes: IntCounter,
+    /// `kiln_processed_pixels_total`: pixels of originals decoded.
+    pub processed_pixels: IntCounter,
+    /// `kiln_sweeper_actions_total{action}`: expired, requeued_uploaded, requeued_processing,
+    /// temps_deleted.
+    pub sweeper_actions: IntCounterVec,
+    /// `kiln_sweeper_runs_total{result}`: ok or error.
+    pub sweeper_runs: IntCounterVec,
+    /// `kiln_sweeper_last_success_timestamp_seconds`: Unix time of the last successful sweep.
+    pub sweeper_last_success: IntGauge,
+    /// `kiln_queue_jobs{queue,state}`: scheduled, active, inflight, dead (read from Redis).
+    pub queue_jobs: IntGaugeVec,
+    /// `kiln_uploads{state}` (read from Postgres).
+    pub uploads: IntGaugeVec,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+impl Metrics {
+    /// Registers every metric in a fresh registry, plus `kiln_build_info{version}` = 1.
+    ///
+    /// # Panics
+    /// Never in practice: the names are static and valid, and each is registered once.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("registered once");
+            c
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str]| {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                labels,
+            )
+            .expect("valid metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("registered once");
+            h
+        };
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("registered once");
+            g
+        };
+        let build = gauge_vec(
+            "kiln_build_info",
+            "Build information; always 1.",
+            &["version"],
+        );
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let sweeper_last_success = IntGauge::new(
+            "kiln_sweeper_last_success_timestamp_seconds",
+            "Unix time of the last successful sweep.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(sweeper_last_success.clone()))
+            .expect("registered once");
+        let ready_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "kiln_upload_ready_latency_seconds",
+                "Time from complete to ready.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(ready_latency.clone()))
+            .expect("registered once");
+        let plain_counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("registered once");
+            c
+        };
+        let processed_bytes = plain_counter(
+            "kiln_processed_bytes_total",
+            "Bytes of originals processed.",
+        );
+        let processed_pixels = plain_counter(
+            "kiln_processed_pixels_total",
+            "Pixels of originals decoded.",
+        );
+        Self {
+            http_requests: counter(
+                "kiln_http_requests_total",
+                "HTTP requests.",
+                &["route", "method", "status"],
+            ),
+            http_duration: histogram(
+                "kiln_http_request_duration_seconds",
+                "HTTP request latency.",
+                &["route", "method"],
+            ),
+            jobs: counter(
+                "kiln_jobs_total",
+                "Job attempts by outcome.",
+                &["queue", "outcome"],
+            ),
+            job_duration: histogram(
+                "kiln_job_duration_seconds",
+                "Duration of one job attempt.",
+                &["queue"],
+            ),
+            stage_duration: histogram(
+                "kiln_job_stage_duration_seconds",
+                "Duration of one processing stage.",
+                &["stage"],
+            ),
+            ready_latency,
+            processed_bytes,
+            processed_pixels,
+            sweeper_actions: counter(
+                "kiln_sweeper_actions_total",
+                "Sweeper repairs by action.",
+                &["action"],
+            ),
+            sweeper_runs: counter(
+                "kiln_sweeper_runs_total",
+                "Sweeper runs by result.",
+                &["result"],
+            ),
+            sweeper_last_success,
+            queue_jobs: gauge_vec(
+                "kiln_queue_jobs",
+                "Jobs in the queue by state (from Redis).",
+                &["queue", "state"],
+            ),
+            uploads: gauge_vec(
+                "kiln_uploads",
+                "Uploads by state (from Postgres).",
+                &["state"],
+            ),
+            registry,
+        }
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Content-Type of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

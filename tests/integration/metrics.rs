@@ -1,0 +1,132 @@
+//! `/metrics` on the API and on a worker, in Prometheus text format, with the numbers the test
+//! knows.
+
+use crate::helpers::{TestOptions, photos, spawn_app_with};
+
+/// The value of the sample whose line starts with `name{` and contains every label pair.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn api_and_worker_export_what_happened() {
+    let mut app = spawn_app_with(TestOptions {
+        no_worker: true,
+        ..Default::default()
+    })
+    .await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut ws = app.settings.clone();
+    ws.worker.metrics_listen = format!("127.0.0.1:{port}").parse().unwrap();
+    app.start_worker_with(ws);
+    let cameras = photos("cameras");
+    for f in &cameras[..3] {
+        assert_eq!(app.upload_file(f, "put").await["state"], "ready");
+    }
+    assert_eq!(
+        app.upload_file(&photos("bad")[1], "put").await["state"],
+        "failed"
+    );
+
+    let worker = app
+        .client
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        worker.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let worker = worker.text().await.unwrap();
+    let q = app.settings.redis.queue.as_str();
+    assert_eq!(
+        sample(
+            &worker,
+            "kiln_jobs_total",
+            &[("queue", q), ("outcome", "succeeded")]
+        ),
+        Some(3.0),
+        "{worker}"
+    );
+    assert_eq!(
+        sample(
+            &worker,
+            "kiln_jobs_total",
+            &[("queue", q), ("outcome", "failed")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &worker,
+            "kiln_job_stage_duration_seconds_count",
+            &[("stage", "decode")]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(&worker, "kiln_upload_ready_latency_seconds_count", &[]),
+        Some(3.0)
+    );
+    assert!(sample(&worker, "kiln_processed_bytes_total", &[]).unwrap() > 0.0);
+    assert_eq!(sample(&worker, "kiln_build_info", &[]), Some(1.0));
+
+    let api = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        sample(&api, "kiln_uploads", &[("state", "ready")]),
+        Some(3.0),
+        "{api}"
+    );
+    assert_eq!(
+        sample(&api, "kiln_uploads", &[("state", "failed")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&api, "kiln_queue_jobs", &[("queue", q), ("state", "dead")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &api,
+            "kiln_http_requests_total",
+            &[
+                ("route", "/v1/uploads"),
+                ("method", "POST"),
+                ("status", "201")
+            ]
+        ),
+        Some(4.0)
+    );
+    assert!(
+        sample(
+            &api,
+            "kiln_http_requests_total",
+            &[("route", "/v1/uploads/{id}/complete"), ("status", "202")]
+        )
+        .is_some()
+    );
+    app.finish().await;
+}
