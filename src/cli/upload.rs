@@ -77,25 +77,6 @@ pub async fn run(args: UploadArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn content_type_for(path: &Path) -> &'static str {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    match ext.as_str() {
-        "jpg" | "jpeg" => "image/jpeg",
-        "png" => "image/png",
-        "gif" => "image/gif",
-        "webp" => "image/webp",
-        "tif" | "tiff" => "image/tiff",
-        "heic" => "image/heic",
-        "heif" => "image/heif",
-        "avif" => "image/avif",
-        _ => "application/octet-stream",
-    }
-}
-
 async fn api_json(resp: reqwest::Response, what: &str) -> anyhow::Result<Value> {
     let status = resp.status();
     let body: Value = resp
@@ -127,7 +108,7 @@ async fn upload_one(
         .and_then(|n| n.to_str())
         .unwrap_or("upload")
         .to_owned();
-    let content_type = content_type_for(file);
+    let content_type = kiln_shared::domain::content_type::for_path(file);
     let auth = api_json(
         client
             .post(format!("{api}/v1/uploads"))

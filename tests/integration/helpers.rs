@@ -214,26 +214,6 @@ pub fn token_for(settings: &Settings, owner: &OwnerId, admin: bool) -> String {
     .unwrap()
 }
 
-/// Content type by extension, as a client would declare it.
-pub fn content_type_of(path: &Path) -> &'static str {
-    match path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase()
-        .as_str()
-    {
-        "jpg" | "jpeg" => "image/jpeg",
-        "png" => "image/png",
-        "tif" | "tiff" => "image/tiff",
-        "heic" => "image/heic",
-        "heif" => "image/heif",
-        "webp" => "image/webp",
-        "gif" => "image/gif",
-        _ => "image/jpeg",
-    }
-}
-
 /// Hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -523,7 +503,7 @@ impl TestApp {
     /// `post`), like any plain HTTP client; asserts S3 accepted it. Returns the authorization.
     pub async fn send_file(&self, path: &Path, method: &str) -> Value {
         let bytes = std::fs::read(path).unwrap();
-        let ct = content_type_of(path);
+        let ct = kiln_shared::domain::content_type::for_path(path);
         let name = path.file_name().unwrap().to_str().unwrap();
         let auth = self.authorize(name, ct, bytes.len(), method).await;
         let status = self.send_to_s3(&auth, bytes, ct).await;

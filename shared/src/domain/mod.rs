@@ -1,6 +1,7 @@
 //! Domain types: validated identifiers, the upload state machine, object keys, renditions,
 //! error codes and image metadata. Parsed once at the edge, trusted everywhere after.
 
+pub mod content_type;
 pub mod error_code;
 pub mod keys;
 pub mod metadata;
