@@ -328,6 +328,8 @@ pub struct WorkerSettings {
     pub max_pixels: u64,
     /// Largest width or height, in pixels.
     pub max_dimension: u32,
+    /// Most frames an animated GIF or WebP may declare; the first frame is rendered.
+    pub max_frames: u32,
     /// The renditions rendered for every upload.
     pub renditions: Vec<Rendition>,
 }
@@ -344,6 +346,7 @@ impl Default for WorkerSettings {
             max_encoded_bytes: 100 * 1024 * 1024,
             max_pixels: 100_000_000,
             max_dimension: 30_000,
+            max_frames: 1_000,
             renditions: Rendition::defaults(),
         }
     }

@@ -20,9 +20,22 @@ pub struct Limits {
     pub max_dimension: u32,
     /// Largest encoded input, in bytes.
     pub max_encoded_bytes: u64,
+    /// Most frames an animated image may have.
+    pub max_frames: u32,
 }
 
 impl Limits {
+    /// The limits configured in `worker.*` (`max_pixels`, `max_dimension`,
+    /// `max_encoded_bytes`, `max_frames`).
+    pub fn from_settings(worker: &kiln_shared::config::WorkerSettings) -> Self {
+        Self {
+            max_pixels: worker.max_pixels,
+            max_dimension: worker.max_dimension,
+            max_encoded_bytes: worker.max_encoded_bytes,
+            max_frames: worker.max_frames,
+        }
+    }
+
     fn check(&self, width: u32, height: u32) -> Result<(), ImagingError> {
         let pixels = u64::from(width) * u64::from(height);
         if width > self.max_dimension || height > self.max_dimension {

@@ -37,12 +37,7 @@ pub struct JobContext {
 
 impl JobContext {
     fn limits(&self) -> Limits {
-        let w = &self.settings.worker;
-        Limits {
-            max_pixels: w.max_pixels,
-            max_dimension: w.max_dimension,
-            max_encoded_bytes: w.max_encoded_bytes,
-        }
+        Limits::from_settings(&self.settings.worker)
     }
 }
 
