@@ -21,6 +21,9 @@ pub struct Metrics {
     /// `kiln_jobs_total{queue,outcome}`: outcome is `succeeded`, `retried`, `failed` (the
     /// upload failed and the job went to the dead set) or `skipped` (a duplicate delivery).
     pub jobs: IntCounterVec,
+    /// `kiln_upload_failures_total{error_code}`: uploads that ended `failed`, by stable error
+    /// code (`corrupt_image`, `image_too_large`, `retries_exhausted`, …).
+    pub upload_failures: IntCounterVec,
     /// `kiln_job_duration_seconds{queue}`: one ProcessUpload attempt, claim to ack.
     pub job_duration: HistogramVec,
     /// `kiln_job_stage_duration_seconds{stage}`: fetch, decode, render, encode, store,
@@ -50,6 +53,36 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 impl Metrics {
+    /// Creates the worker's labelled series at 0 for `queue`: each job outcome, each error
+    /// code, each stage, each sweeper action and result. A counter that first appears at 1
+    /// hides that increase from `rate()` and `increase()`, and a missing series would make
+    /// dashboard queries and alerts see nothing instead of zero.
+    pub fn init_worker_series(&self, queue: &str) {
+        for outcome in ["succeeded", "retried", "failed", "skipped", "error"] {
+            self.jobs.with_label_values(&[queue, outcome]);
+        }
+        for code in crate::domain::ErrorCode::ALL {
+            self.upload_failures.with_label_values(&[code.as_str()]);
+        }
+        for stage in [
+            "fetch", "decode", "render", "encode", "store", "promote", "commit",
+        ] {
+            self.stage_duration.with_label_values(&[stage]);
+        }
+        self.job_duration.with_label_values(&[queue]);
+        for action in [
+            "expired",
+            "requeued_uploaded",
+            "requeued_processing",
+            "temps_deleted",
+        ] {
+            self.sweeper_actions.with_label_values(&[action]);
+        }
+        for result in ["ok", "error"] {
+            self.sweeper_runs.with_label_values(&[result]);
+        }
+    }
+
     /// Registers every metric in a fresh registry, plus `kiln_build_info{version}` = 1.
     ///
     /// # Panics
@@ -136,6 +169,11 @@ impl Metrics {
                 "kiln_jobs_total",
                 "Job attempts by outcome.",
                 &["queue", "outcome"],
+            ),
+            upload_failures: counter(
+                "kiln_upload_failures_total",
+                "Uploads that ended failed, by error code.",
+                &["error_code"],
             ),
             job_duration: histogram(
                 "kiln_job_duration_seconds",

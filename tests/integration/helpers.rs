@@ -219,8 +219,13 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// The `kiln` binary next to this test binary (`target/debug/kiln`; `cargo build` makes it).
+/// The `kiln` binary: `KILN_BIN` when set (for a target directory shared by several
+/// checkouts, where `target/debug/kiln` is whichever built last), else the one next to this
+/// test binary (`target/debug/kiln`; `cargo build` makes it).
 pub fn kiln_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("KILN_BIN") {
+        return PathBuf::from(bin);
+    }
     let exe = std::env::current_exe().unwrap();
     let bin = exe.parent().unwrap().parent().unwrap().join("kiln");
     assert!(
@@ -301,17 +306,24 @@ pub fn settings_env(settings: &Settings) -> Vec<(String, String)> {
 
 /// Starts `kiln worker` as its own process with `settings`.
 pub fn spawn_worker_process(settings: &Settings) -> tokio::process::Child {
+    kiln_command("worker", settings)
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("spawn kiln worker")
+}
+
+/// `kiln {role}` with `settings` as its only configuration (a clean environment but `PATH`),
+/// stdout discarded, killed on drop. The caller chooses stderr and spawns it.
+pub fn kiln_command(role: &str, settings: &Settings) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(kiln_bin());
-    cmd.arg("worker")
+    cmd.arg(role)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default());
     for (k, v) in settings_env(settings) {
         cmd.env(k, v);
     }
-    cmd.stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .kill_on_drop(true);
-    cmd.spawn().expect("spawn kiln worker")
+    cmd.stdout(std::process::Stdio::null()).kill_on_drop(true);
+    cmd
 }
 
 impl TestApp {
@@ -535,6 +547,27 @@ impl TestApp {
     pub async fn upload_file(&self, path: &Path, method: &str) -> Value {
         let id = self.submit_file(path, method).await;
         self.wait_until_processed(&id).await
+    }
+
+    /// Downloads the derivative `name` of a processed `upload` (as returned by
+    /// [`Self::get_upload`]) through its presigned GET URL, and decodes it.
+    pub async fn derivative_of(&self, upload: &Value, name: &str) -> image::DynamicImage {
+        let d = upload["derivatives"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no derivatives: {upload}"))
+            .iter()
+            .find(|d| d["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} derivative: {upload}"));
+        let bytes = self
+            .client
+            .get(d["url"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        image::load_from_memory(&bytes).expect("derivative decodes")
     }
 
     /// Downloads an object by key (through the storage client).

@@ -111,22 +111,7 @@ fn mean_abs_diff(a: &image::DynamicImage, b: &image::DynamicImage) -> f64 {
 }
 
 async fn preview_of(app: &TestApp, upload: &Value) -> image::DynamicImage {
-    let d = upload["derivatives"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["name"] == "preview")
-        .unwrap();
-    let bytes = app
-        .client
-        .get(d["url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    decode(&bytes)
+    app.derivative_of(upload, "preview").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -49,6 +49,7 @@ pub async fn run(
     });
 
     let metrics = Arc::new(Metrics::new());
+    metrics.init_worker_series(&settings.redis.queue);
     let listener = tokio::net::TcpListener::bind(settings.worker.metrics_listen)
         .await
         .with_context(|| format!("while binding {}", settings.worker.metrics_listen))?;

@@ -32,6 +32,21 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order.
+    pub const ALL: [ErrorCode; 11] = [
+        Self::UnsupportedFormat,
+        Self::CorruptImage,
+        Self::ImageTooLarge,
+        Self::ObjectMissing,
+        Self::SizeMismatch,
+        Self::StorageUnavailable,
+        Self::StorageRejected,
+        Self::DatabaseUnavailable,
+        Self::QueueUnavailable,
+        Self::RetriesExhausted,
+        Self::Internal,
+    ];
+
     /// The wire form, e.g. `corrupt_image`.
     pub fn as_str(self) -> &'static str {
         match self {

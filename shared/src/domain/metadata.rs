@@ -17,12 +17,23 @@ pub struct ImageMetadata {
     pub byte_size: u64,
     /// SHA-256 of the original, lowercase hex (64 chars).
     pub sha256: String,
-    /// Whether the file holds more than one frame (GIF, WebP).
+    /// Whether the file holds more than one frame (GIF, WebP, APNG).
     #[serde(default)]
     pub animated: bool,
+    /// Frames in the file: 1 for a still image.
+    #[serde(default = "one")]
+    pub frame_count: u32,
+    /// ThumbHash placeholder (<https://evanw.github.io/thumbhash/>): about 25 bytes, standard
+    /// base64, that a client decodes to a blurred preview with the image's colours and aspect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbhash: Option<String>,
     /// EXIF fields, when the file has EXIF.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exif: Option<ExifSummary>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// The EXIF 2.32 fields Kiln keeps (tag numbers in brackets).

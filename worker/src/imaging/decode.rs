@@ -6,10 +6,15 @@
 
 use std::io::Cursor;
 
+use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageReader};
-use libheif_rs::{ColorSpace, HeifContext, LibHeif, RgbChroma};
+use kiln_shared::domain::Rendition;
+use libheif_rs::{
+    ColorSpace, DecodingOptions, HeifContext, HeifErrorSubCode, ImageHandle, ItemId, LibHeif,
+    RgbChroma,
+};
 
-use super::{ImageFormat, ImagingError};
+use super::{ImageFormat, ImagingError, color, frames, jpeg};
 
 /// Decode limits (from `worker.*` settings).
 #[derive(Debug, Clone, Copy)]
@@ -67,35 +72,62 @@ impl Limits {
     }
 }
 
-/// A decoded, oriented image.
+/// A decoded, oriented, sRGB image, possibly reduced by shrink-on-load.
 #[derive(Debug)]
 pub struct Decoded {
-    /// Pixels as displayed, 8-bit RGB (`ImageRgb8`) or RGBA (`ImageRgba8`).
+    /// Pixels as displayed, 8-bit RGB (`ImageRgb8`) or RGBA (`ImageRgba8`), in sRGB. May be
+    /// smaller than [`Decoded::width`] × [`Decoded::height`] (JPEG DCT scaling, HEIF
+    /// thumbnail), but never smaller than the largest rendition needs.
     pub image: DynamicImage,
-    /// Frames in the file (1 for still images; GIF/WebP animation is issue-3 work and counts 1).
+    /// Full width of the original as displayed (after orientation), in pixels.
+    pub width: u32,
+    /// Full height of the original as displayed, in pixels.
+    pub height: u32,
+    /// Frames in the file: 1 for still images, the frame count of an animated GIF, WebP or
+    /// APNG (whose first frame is `image`).
     pub frame_count: u32,
 }
 
-/// Decodes `bytes` as `format`.
+/// The fraction of the full size (0 < s ≤ 1) that still gives every rendition enough pixels:
+/// the largest `target / source` ratio over `renditions`, for a `width` × `height` original.
+pub fn needed_scale(width: u32, height: u32, renditions: &[Rendition]) -> f64 {
+    renditions
+        .iter()
+        .map(|r| {
+            let (tw, th) = r.target_size(width, height);
+            (f64::from(tw) / f64::from(width.max(1))).max(f64::from(th) / f64::from(height.max(1)))
+        })
+        .fold(0.0, f64::max)
+        .min(1.0)
+}
+
+/// Decodes `bytes` as `format`, at the smallest scale that serves every rendition in
+/// `renditions`. `exif_orientation` (EXIF 2.32 tag 0x0112, 1–8) is applied to JPEG; the other
+/// decoders read their own orientation, and libheif applies the HEIF container's.
 ///
 /// # Errors
-/// [`ImagingError::TooLarge`] when the header declares more than the limits allow;
+/// [`ImagingError::TooLarge`] when the header declares more pixels, a larger dimension or
+/// more frames than the limits allow (checked before any pixel is decoded);
 /// [`ImagingError::Corrupt`] for truncated or malformed data; [`ImagingError::Unsupported`]
 /// for a variant of a known format the decoder does not handle.
-pub fn decode(bytes: &[u8], format: ImageFormat, limits: &Limits) -> Result<Decoded, ImagingError> {
-    let image = match format {
-        ImageFormat::Heif | ImageFormat::Avif => decode_heif(bytes, limits)?,
+pub fn decode(
+    bytes: &[u8],
+    format: ImageFormat,
+    limits: &Limits,
+    renditions: &[Rendition],
+    exif_orientation: Option<u16>,
+) -> Result<Decoded, ImagingError> {
+    let mut decoded = match format {
+        ImageFormat::Heif | ImageFormat::Avif => decode_heif(bytes, limits, renditions)?,
+        ImageFormat::Jpeg => decode_jpeg(bytes, limits, renditions, exif_orientation)?,
         other => decode_with_image(bytes, other, limits)?,
     };
-    let image = match image {
-        DynamicImage::ImageRgb8(_) | DynamicImage::ImageRgba8(_) => image,
+    decoded.image = match decoded.image {
+        DynamicImage::ImageRgb8(_) | DynamicImage::ImageRgba8(_) => decoded.image,
         other if other.color().has_alpha() => DynamicImage::ImageRgba8(other.to_rgba8()),
         other => DynamicImage::ImageRgb8(other.to_rgb8()),
     };
-    Ok(Decoded {
-        image,
-        frame_count: 1,
-    })
+    Ok(decoded)
 }
 
 fn image_error(e: image::ImageError) -> ImagingError {
@@ -107,21 +139,92 @@ fn image_error(e: image::ImageError) -> ImagingError {
     }
 }
 
+fn orientation_of(exif: Option<u16>) -> Orientation {
+    exif.and_then(|o| u8::try_from(o).ok())
+        .and_then(Orientation::from_exif)
+        .unwrap_or(Orientation::NoTransforms)
+}
+
+fn swaps_axes(o: Orientation) -> bool {
+    matches!(
+        o,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    )
+}
+
+fn decode_jpeg(
+    bytes: &[u8],
+    limits: &Limits,
+    renditions: &[Rendition],
+    exif_orientation: Option<u16>,
+) -> Result<Decoded, ImagingError> {
+    let header = jpeg::read_header(bytes)?;
+    limits.check(header.width, header.height)?;
+    if !matches!(header.components, 1 | 3 | 4) {
+        return Err(ImagingError::Unsupported(format!(
+            "JPEG with {} components",
+            header.components
+        )));
+    }
+    // The scale is the same on both axes, so the stored size serves as well as the displayed.
+    let scale = jpeg::scale_for(needed_scale(header.width, header.height, renditions));
+    let mut image = match jpeg::decode(bytes, &header, scale)? {
+        jpeg::JpegPixels::Rgb {
+            width,
+            height,
+            data,
+        } => {
+            let buf = image::RgbImage::from_raw(width, height, data)
+                .ok_or_else(|| ImagingError::Corrupt("JPEG: short pixel buffer".into()))?;
+            let mut image = DynamicImage::ImageRgb8(buf);
+            if let Some(icc) = &header.icc {
+                color::rgb_to_srgb(&mut image, icc)?;
+            }
+            image
+        }
+        jpeg::JpegPixels::Cmyk {
+            width,
+            height,
+            data,
+        } => DynamicImage::ImageRgb8(color::cmyk_to_srgb(
+            &data,
+            width,
+            height,
+            header.icc.as_deref(),
+            header.adobe,
+        )?),
+    };
+    let orientation = orientation_of(exif_orientation);
+    image.apply_orientation(orientation);
+    let (width, height) = if swaps_axes(orientation) {
+        (header.height, header.width)
+    } else {
+        (header.width, header.height)
+    };
+    Ok(Decoded {
+        image,
+        width,
+        height,
+        frame_count: 1,
+    })
+}
+
 fn decode_with_image(
     bytes: &[u8],
     format: ImageFormat,
     limits: &Limits,
-) -> Result<DynamicImage, ImagingError> {
-    if format == ImageFormat::Jpeg {
-        check_jpeg_complete(bytes)?;
-    }
+) -> Result<Decoded, ImagingError> {
     let fmt = match format {
-        ImageFormat::Jpeg => image::ImageFormat::Jpeg,
         ImageFormat::Png => image::ImageFormat::Png,
         ImageFormat::Gif => image::ImageFormat::Gif,
         ImageFormat::Webp => image::ImageFormat::WebP,
         ImageFormat::Tiff => image::ImageFormat::Tiff,
-        ImageFormat::Heif | ImageFormat::Avif => unreachable!("HEIF goes through libheif"),
+        ImageFormat::Jpeg | ImageFormat::Heif | ImageFormat::Avif => {
+            unreachable!("JPEG goes through libjpeg-turbo, HEIF and AVIF through libheif")
+        }
     };
     let mut reader = ImageReader::with_format(Cursor::new(bytes), fmt);
     let mut image_limits = image::Limits::default();
@@ -132,76 +235,97 @@ fn decode_with_image(
     let mut decoder = reader.into_decoder().map_err(image_error)?;
     let (w, h) = decoder.dimensions();
     limits.check(w, h)?;
-    // Unreadable EXIF means "no orientation", never a failure.
-    let orientation = decoder
-        .orientation()
-        .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut image = DynamicImage::from_decoder(decoder).map_err(image_error)?;
-    image.apply_orientation(orientation);
-    Ok(image)
-}
-
-/// Refuses a JPEG whose scan data is cut short. zune-jpeg (behind `image`) fills a truncated
-/// scan with grey and reports success, so check the structure first: walk the marker segments
-/// from SOI (ITU T.81 B.1.1) to the first SOS, then require an EOI (`FF D9`) after it. The
-/// search starts after SOS because an EXIF thumbnail in APP1 carries its own EOI.
-fn check_jpeg_complete(bytes: &[u8]) -> Result<(), ImagingError> {
-    let corrupt = |m: &str| Err(ImagingError::Corrupt(format!("JPEG: {m}")));
-    let mut pos = 2; // after SOI
-    let sos = loop {
-        // Markers may be preceded by any number of 0xFF fill bytes.
-        while bytes.get(pos) == Some(&0xFF) && bytes.get(pos + 1) == Some(&0xFF) {
-            pos += 1;
-        }
-        match (bytes.get(pos), bytes.get(pos + 1)) {
-            (Some(0xFF), Some(0xDA)) => break pos,
-            (Some(0xFF), Some(0xD9)) => return corrupt("EOI before any scan"),
-            (Some(0xFF), Some(0x01 | 0xD0..=0xD7)) => pos += 2,
-            (Some(0xFF), Some(_)) => {
-                let len = match bytes.get(pos + 2..pos + 4) {
-                    Some(l) => usize::from(u16::from_be_bytes([l[0], l[1]])),
-                    None => return corrupt("truncated in the headers"),
-                };
-                if len < 2 {
-                    return corrupt("segment length under 2");
-                }
-                pos += 2 + len;
-            }
-            (None, _) | (_, None) => return corrupt("truncated before the first scan"),
-            _ => return corrupt("bad marker in the headers"),
-        }
-    };
-    if bytes[sos..].windows(2).any(|w| w == [0xFF, 0xD9]) {
-        Ok(())
-    } else {
-        corrupt("truncated scan data (no EOI marker)")
+    let frame_count = frames::count(bytes, format, limits.max_frames)?;
+    if frame_count > limits.max_frames {
+        return Err(ImagingError::TooLarge(format!(
+            "more than {} frames",
+            limits.max_frames
+        )));
     }
+    // Unreadable EXIF or ICC means "none", never a failure.
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let icc = decoder.icc_profile().ok().flatten();
+    let mut image = DynamicImage::from_decoder(decoder).map_err(image_error)?;
+    if let Some(icc) = icc {
+        image = match image {
+            DynamicImage::ImageRgb8(_) | DynamicImage::ImageRgba8(_) => image,
+            other if other.color().has_alpha() => DynamicImage::ImageRgba8(other.to_rgba8()),
+            other => DynamicImage::ImageRgb8(other.to_rgb8()),
+        };
+        color::rgb_to_srgb(&mut image, &icc)?;
+    }
+    image.apply_orientation(orientation);
+    Ok(Decoded {
+        width: image.width(),
+        height: image.height(),
+        image,
+        frame_count,
+    })
 }
 
 fn heif_error(e: libheif_rs::HeifError) -> ImagingError {
-    ImagingError::Corrupt(format!("HEIF: {e}"))
+    if matches!(e.sub_code, HeifErrorSubCode::SecurityLimitExceeded) {
+        ImagingError::TooLarge(format!("HEIF: {}", e.message))
+    } else {
+        ImagingError::Corrupt(format!("HEIF: {e}"))
+    }
 }
 
-fn decode_heif(bytes: &[u8], limits: &Limits) -> Result<DynamicImage, ImagingError> {
+/// The embedded thumbnail (ISO/IEC 23008-12 `thmb` reference) to decode instead of the
+/// primary image, when one is at least `need_w` × `need_h` and has the primary's aspect
+/// ratio within 1 % (so it shows the same picture the same way up). Sizes are as displayed.
+fn usable_thumbnail(primary: &ImageHandle, need_w: u32, need_h: u32) -> Option<ImageHandle> {
+    let count = primary.number_of_thumbnails();
+    if count == 0 {
+        return None;
+    }
+    let mut ids: Vec<ItemId> = vec![0; count];
+    let n = primary.thumbnail_ids(&mut ids);
+    let aspect = f64::from(primary.width()) / f64::from(primary.height().max(1));
+    ids.truncate(n);
+    ids.into_iter()
+        .filter_map(|id| primary.thumbnail(id).ok())
+        .filter(|t| {
+            let a = f64::from(t.width()) / f64::from(t.height().max(1));
+            t.width() >= need_w && t.height() >= need_h && (a / aspect - 1.0).abs() < 0.01
+        })
+        .min_by_key(|t| u64::from(t.width()) * u64::from(t.height()))
+}
+
+fn decode_heif(
+    bytes: &[u8],
+    limits: &Limits,
+    renditions: &[Rendition],
+) -> Result<Decoded, ImagingError> {
     let mut ctx = HeifContext::new().map_err(heif_error)?;
     let mut security = ctx.security_limits();
     security.set_max_image_size_pixels(limits.max_pixels);
     security.set_max_total_memory(limits.max_alloc());
     ctx.set_security_limits(&security).map_err(heif_error)?;
     ctx.read_bytes(bytes).map_err(heif_error)?;
-    let handle = ctx.primary_image_handle().map_err(heif_error)?;
+    let primary = ctx.primary_image_handle().map_err(heif_error)?;
     // Width and height of the handle are as displayed (after irot/imir), from the header.
-    limits.check(handle.width(), handle.height())?;
+    let (width, height) = (primary.width(), primary.height());
+    limits.check(width, height)?;
+    let scale = needed_scale(width, height, renditions);
+    let need = |v: u32| (f64::from(v) * scale).ceil() as u32;
+    let thumbnail = usable_thumbnail(&primary, need(width), need(height));
+    let handle = thumbnail.as_ref().unwrap_or(&primary);
     let alpha = handle.has_alpha_channel();
     let chroma = if alpha {
         RgbChroma::Rgba
     } else {
         RgbChroma::Rgb
     };
-    let image = LibHeif::new()
-        .decode(&handle, ColorSpace::Rgb(chroma), None)
+    // Strict: a grid image with a missing or undecodable tile (a truncated file) is an error,
+    // not a picture with grey holes.
+    let mut options = DecodingOptions::new()
+        .ok_or_else(|| ImagingError::Render("libheif: cannot allocate decoding options".into()))?;
+    options.set_strict_decoding(true);
+    let decoded = LibHeif::new()
+        .decode(handle, ColorSpace::Rgb(chroma), Some(options))
         .map_err(heif_error)?;
-    let planes = image.planes();
+    let planes = decoded.planes();
     let plane = planes.interleaved.ok_or_else(|| {
         ImagingError::Corrupt("HEIF decoder returned no interleaved plane".into())
     })?;
@@ -218,9 +342,18 @@ fn decode_heif(bytes: &[u8], limits: &Limits) -> Result<DynamicImage, ImagingErr
         buf.extend_from_slice(line);
     }
     let too_short = || ImagingError::Corrupt("HEIF plane buffer too short".into());
-    Ok(if alpha {
+    let mut image = if alpha {
         DynamicImage::ImageRgba8(image::RgbaImage::from_raw(w, h, buf).ok_or_else(too_short)?)
     } else {
         DynamicImage::ImageRgb8(image::RgbImage::from_raw(w, h, buf).ok_or_else(too_short)?)
+    };
+    if let Some(profile) = primary.color_profile_raw() {
+        color::rgb_to_srgb(&mut image, &profile.data)?;
+    }
+    Ok(Decoded {
+        image,
+        width,
+        height,
+        frame_count: 1,
     })
 }

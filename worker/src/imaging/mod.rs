@@ -1,10 +1,16 @@
-//! The image pipeline: sniff the real format, decode within limits, auto-orient, render each
-//! rendition, encode it, and read the metadata. Pure CPU work with no I/O, so the job runs it
-//! on a blocking thread ([`process`]).
+//! The image pipeline: sniff the real format, check the header against the limits, decode
+//! once at the smallest scale that serves the largest rendition (JPEG shrink-on-load, HEIF
+//! embedded thumbnail), convert to sRGB, auto-orient, render every rendition from that one
+//! buffer, encode, and read the metadata and a ThumbHash placeholder. Pure CPU work with no
+//! I/O, so the job runs it on a blocking thread ([`process`]).
 
+pub mod color;
 pub mod decode;
 pub mod encode;
+pub mod frames;
+pub mod jpeg;
 pub mod metadata;
+pub mod placeholder;
 pub mod render;
 pub mod sniff;
 
@@ -73,10 +79,31 @@ pub struct StageTimings {
 pub struct Processed {
     /// Metadata of the original.
     pub metadata: ImageMetadata,
-    /// One entry per rendition, in the order given.
+    /// One entry per rendition, in the order given (rendered largest first).
     pub derivatives: Vec<RenderedDerivative>,
     /// Where the time went.
     pub timings: StageTimings,
+}
+
+fn sniff_format(bytes: &[u8]) -> Result<ImageFormat, ImagingError> {
+    sniff::sniff(bytes).ok_or_else(|| {
+        ImagingError::Unsupported("no known image signature in the first bytes".into())
+    })
+}
+
+/// The decode step of [`process`] alone: sniff, header limits, decode at the scale
+/// `renditions` need, sRGB, orientation. For tests and benchmarks that compare pixels.
+///
+/// # Errors
+/// As [`process`].
+pub fn decode_original(
+    bytes: &[u8],
+    renditions: &[Rendition],
+    limits: &Limits,
+) -> Result<decode::Decoded, ImagingError> {
+    let format = sniff_format(bytes)?;
+    let orientation = metadata::read_exif(bytes).and_then(|e| e.orientation);
+    decode::decode(bytes, format, limits, renditions, orientation)
 }
 
 /// Runs the whole pipeline on an original's bytes.
@@ -99,18 +126,31 @@ pub fn process(
     }
     let started = std::time::Instant::now();
     let mut timings = StageTimings::default();
-    let format = sniff::sniff(bytes).ok_or_else(|| {
-        ImagingError::Unsupported("no known image signature in the first bytes".into())
-    })?;
-    let decoded = decode::decode(bytes, format, limits)?;
+    let format = sniff_format(bytes)?;
     let exif = metadata::read_exif(bytes);
+    let orientation = exif.as_ref().and_then(|e| e.orientation);
+    let decoded = decode::decode(bytes, format, limits, renditions, orientation)?;
     let image = decoded.image;
+    let full = (decoded.width, decoded.height);
     timings.decode = started.elapsed();
+    tracing::debug!(
+        format = format.as_str(),
+        width = full.0,
+        height = full.1,
+        decoded_width = image.width(),
+        decoded_height = image.height(),
+        frames = decoded.frame_count,
+        ms = timings.decode.as_millis() as u64,
+        "decoded"
+    );
 
+    // Largest first, so the most expensive output is done while the buffer is hot.
+    let mut order: Vec<&Rendition> = renditions.iter().collect();
+    order.sort_by_key(|r| std::cmp::Reverse(u64::from(r.max_width) * u64::from(r.max_height)));
     let mut derivatives = Vec::with_capacity(renditions.len());
-    for r in renditions {
+    for r in order {
         let t = std::time::Instant::now();
-        let resized = render::render(&image, r)?;
+        let resized = render::render(&image, r, full)?;
         timings.render += t.elapsed();
         let t = std::time::Instant::now();
         let encoded = encode::encode(&resized, r.format, r.quality)?;
@@ -123,13 +163,20 @@ pub fn process(
         });
     }
 
+    // Back in the order given.
+    derivatives.sort_by_key(|d| renditions.iter().position(|r| r.name == d.rendition.name));
+    let t = std::time::Instant::now();
+    let thumbhash = placeholder::thumbhash(&image)?;
+    timings.render += t.elapsed();
     let metadata = ImageMetadata {
-        width: image.width(),
-        height: image.height(),
+        width: full.0,
+        height: full.1,
         format: format.as_str().to_owned(),
         byte_size: bytes.len() as u64,
         sha256: hex::encode(Sha256::digest(bytes)),
         animated: decoded.frame_count > 1,
+        frame_count: decoded.frame_count,
+        thumbhash: Some(thumbhash),
         exif,
     };
     Ok(Processed {

@@ -9,13 +9,19 @@ use kiln_shared::domain::Rendition;
 
 use super::ImagingError;
 
-/// Resizes `image` (8-bit RGB or RGBA) to `rendition`'s target size.
+/// Resizes `image` (8-bit RGB or RGBA) to `rendition`'s target size for an original of
+/// `full` = (width, height) as displayed. `image` may be a reduced decode of that original
+/// (shrink-on-load): the output size depends only on `full`, never on how it was decoded.
 ///
 /// # Errors
 /// [`ImagingError::Render`] when the image is not 8-bit RGB/RGBA or the resizer fails.
-pub fn render(image: &DynamicImage, rendition: &Rendition) -> Result<DynamicImage, ImagingError> {
+pub fn render(
+    image: &DynamicImage,
+    rendition: &Rendition,
+    full: (u32, u32),
+) -> Result<DynamicImage, ImagingError> {
     let (w, h) = (image.width(), image.height());
-    let (tw, th) = rendition.target_size(w, h);
+    let (tw, th) = rendition.target_size(full.0, full.1);
     if (tw, th) == (w, h) {
         return Ok(image.clone());
     }

@@ -221,6 +221,10 @@ async fn fail(
         tracing::info!("upload changed state meanwhile; acking");
         return Ok(());
     }
+    ctx.metrics
+        .upload_failures
+        .with_label_values(&[code.as_str()])
+        .inc();
     if let Err(e) = preserve_original(ctx, upload).await {
         tracing::warn!(error = %e, "could not move the failed original to its final key; the sweeper will");
     }
@@ -269,13 +273,16 @@ pub async fn process(ctx: &JobContext, upload: &Upload) -> Result<Outcome, JobEr
 
     let renditions = ctx.settings.worker.renditions.clone();
     let limits = ctx.limits();
-    let processed =
-        tokio::task::spawn_blocking(move || imaging::process(&bytes, &renditions, &limits))
-            .await
-            .map_err(|e| JobError::Permanent {
-                code: ErrorCode::CorruptImage,
-                message: format!("decoder panicked: {e}"),
-            })??;
+    // The blocking thread logs inside the job's span (upload_id, job_id, attempt) too.
+    let span = tracing::Span::current();
+    let processed = tokio::task::spawn_blocking(move || {
+        span.in_scope(|| imaging::process(&bytes, &renditions, &limits))
+    })
+    .await
+    .map_err(|e| JobError::Permanent {
+        code: ErrorCode::CorruptImage,
+        message: format!("decoder panicked: {e}"),
+    })??;
 
     stage("decode", processed.timings.decode);
     stage("render", processed.timings.render);
