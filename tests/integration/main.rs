@@ -9,5 +9,6 @@ mod metadata;
 mod metrics;
 mod pipeline;
 mod recovery;
+mod renditions;
 mod replay;
 mod sweeper;
