@@ -1,7 +1,8 @@
 //! `kiln`: the one binary. Subcommands run the API (`kiln api`), a worker (`kiln worker`),
 //! migrations (`kiln migrate`), the upload client (`kiln upload FILE…`) and token minting
-//! (`kiln token`), and dead-job
-//! inspection and replay (`kiln jobs`). Thin: parse arguments, load settings, call into the crates.
+//! (`kiln token`), dead-job inspection and replay (`kiln jobs`), and re-rendering derivatives
+//! after a recipe changed (`kiln renditions regenerate`). Thin: parse arguments, load
+//! settings, call into the crates.
 
 mod cli;
 
@@ -35,6 +36,9 @@ enum Command {
     Jobs(cli::jobs::JobsCommand),
     /// Mint a development JWT from the configured secret.
     Token(cli::token::TokenArgs),
+    /// Re-render derivatives after a rendition recipe changed.
+    #[command(subcommand)]
+    Renditions(cli::renditions::RenditionsCommand),
 }
 
 #[tokio::main]
@@ -49,5 +53,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Upload(a) => cli::upload::run(a).await,
         Command::Token(a) => cli::token::run(&settings, &a),
         Command::Jobs(cmd) => cli::jobs::run(&settings, cmd).await,
+        Command::Renditions(cmd) => cli::renditions::run(&settings, cmd).await,
     }
 }

@@ -101,8 +101,8 @@ impl Settings {
             "api.upload_expiry_secs must be within 1 s ..= 7 days (SigV4 presign limit)",
         )?;
         rule(
-            self.worker.concurrency > 0,
-            "worker.concurrency must be > 0",
+            self.worker.concurrency > 0 && self.worker.renditions_concurrency > 0,
+            "worker.concurrency and worker.renditions_concurrency must be > 0",
         )?;
         rule(
             self.redis.heartbeat_secs > 0 && self.redis.missed_heartbeats >= 2,
@@ -166,7 +166,8 @@ impl Default for DatabaseSettings {
 pub struct RedisSettings {
     /// Connection URL (`KILN__REDIS__URL`).
     pub url: String,
-    /// apalis namespace of the ProcessUpload queue; every key starts with it.
+    /// apalis namespace of the ProcessUpload queue; every key starts with it. The
+    /// RenderRenditions queue lives under it, at [`RedisSettings::renditions_queue`].
     pub queue: String,
     /// How often an idle worker polls for new jobs, in milliseconds.
     pub poll_interval_ms: u64,
@@ -180,6 +181,13 @@ pub struct RedisSettings {
 }
 
 impl RedisSettings {
+    /// apalis namespace of the RenderRenditions queue: `{queue}:renditions`. Derived rather
+    /// than set, so whatever isolates or removes a deployment's (or a test's) ProcessUpload
+    /// queue keys (`{queue}*`) covers it too.
+    pub fn renditions_queue(&self) -> String {
+        format!("{}:renditions", self.queue)
+    }
+
     /// heartbeat × missed heartbeats: how long a silent worker keeps its jobs.
     pub fn orphan_timeout(&self) -> Duration {
         Duration::from_secs(self.heartbeat_secs * u64::from(self.missed_heartbeats))
@@ -310,8 +318,11 @@ pub struct WorkerSettings {
     /// Address of the worker's `/metrics` (`KILN__WORKER__METRICS_LISTEN`); port 0 picks a
     /// free port.
     pub metrics_listen: SocketAddr,
-    /// Jobs processed at once by one worker process.
+    /// ProcessUpload jobs processed at once by one worker process.
     pub concurrency: usize,
+    /// RenderRenditions jobs (re-renders queued by `kiln renditions regenerate`) processed at
+    /// once by one worker process, besides `concurrency`.
+    pub renditions_concurrency: usize,
     /// Attempts for transient failures, the first included.
     pub max_attempts: u32,
     /// Base delay of the retry backoff, in milliseconds: after attempt n the upload waits a
@@ -339,6 +350,7 @@ impl Default for WorkerSettings {
         Self {
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9101)),
             concurrency: 2,
+            renditions_concurrency: 1,
             max_attempts: 5,
             retry_base_delay_ms: 1_000,
             retry_max_delay_ms: 60_000,

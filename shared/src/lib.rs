@@ -8,6 +8,7 @@ pub mod dead_jobs;
 pub mod domain;
 pub mod metrics;
 pub mod queue;
+pub mod regenerate;
 pub mod retry;
 pub mod storage;
 pub mod telemetry;

@@ -1,6 +1,7 @@
 //! `spawn_app()`: a real API and a real worker, in-process, against real Postgres, Redis and
 //! S3 (Garage), each test isolated by its own database, Redis queue name and key prefix.
-//! [`TestApp::finish`] fails the test if a job is left in the queue or an object under `tmp/`.
+//! [`TestApp::finish`] fails the test if a job is left in either queue (ProcessUpload,
+//! RenderRenditions) or an object under `tmp/`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 use kiln_shared::Settings;
 use kiln_shared::db::PgPool;
 use kiln_shared::domain::OwnerId;
-use kiln_shared::queue::JobQueue;
+use kiln_shared::queue::{JobQueue, RenditionQueue};
 use kiln_shared::storage::Storage;
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
@@ -587,18 +588,27 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Asserts no leftovers (no queued, scheduled or in-flight job; no object under `tmp/`),
-    /// then stops the API and worker and drops the database.
+    /// The RenderRenditions queue of this test (`{queue}:renditions`).
+    pub async fn renditions_queue(&self) -> RenditionQueue {
+        RenditionQueue::connect(&self.settings.redis)
+            .await
+            .expect("connect to the renditions queue")
+    }
+
+    /// Asserts no leftovers (no queued, scheduled or in-flight job in either queue; no object
+    /// under `tmp/`), then stops the API and worker and drops the database.
     pub async fn finish(mut self) {
+        let renditions = self.renditions_queue().await;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let depth = self.queue.depth().await.unwrap();
-            if depth.pending() == 0 {
+            let renditions_depth = renditions.depth().await.unwrap();
+            if depth.pending() == 0 && renditions_depth.pending() == 0 {
                 break;
             }
             assert!(
                 Instant::now() < deadline,
-                "jobs left in the queue: {depth:?}"
+                "jobs left in the queues: {depth:?}, renditions: {renditions_depth:?}"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -638,6 +648,10 @@ impl TestApp {
         let _: Result<(), _> = redis::cmd("ZREM")
             .arg("core:apalis:queues:list")
             .arg(format!("{}:workers", self.settings.redis.queue))
+            .arg(format!(
+                "{}:workers",
+                self.settings.redis.renditions_queue()
+            ))
             .query_async(&mut conn)
             .await;
     }

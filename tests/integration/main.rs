@@ -12,5 +12,6 @@ mod metrics;
 mod pipeline;
 mod prometheus;
 mod recovery;
+mod renditions;
 mod replay;
 mod sweeper;

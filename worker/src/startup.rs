@@ -1,7 +1,8 @@
-//! Worker startup: wires the ProcessUpload handler into an apalis [`Monitor`] with the
-//! settings from `../shared/notes/apalis-redis-1.0.md` (unique worker names, a poll interval,
-//! bounded concurrency and prefetch, a raised Redis response timeout), runs the sweeper beside
-//! it, and reconnects with backoff when Redis goes away.
+//! Worker startup: wires the ProcessUpload and RenderRenditions handlers into an apalis
+//! [`Monitor`], each on its own queue with its own concurrency, with the settings from
+//! `../shared/notes/apalis-redis-1.0.md` (unique worker names, a poll interval, bounded
+//! concurrency and prefetch, a raised Redis response timeout), runs the sweeper beside it, and
+//! reconnects with backoff when Redis goes away.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,11 +15,12 @@ use apalis_redis::RedisStorage;
 use kiln_shared::Settings;
 use kiln_shared::db::PgPool;
 use kiln_shared::metrics::{self, Metrics};
-use kiln_shared::queue::{self, JobQueue, ProcessUpload};
+use kiln_shared::queue::{self, JobQueue, ProcessUpload, RenderRenditions, RenditionQueue};
 use kiln_shared::storage::Storage;
 use tokio::sync::watch;
 
 use crate::jobs::process_upload::{self, JobContext};
+use crate::jobs::render_renditions::{self, RenderContext};
 use crate::jobs::sweep;
 
 /// Longest wait between reconnection attempts.
@@ -100,14 +102,25 @@ async fn run_monitor(
         .await
         .context("while connecting to Redis")?;
     let concurrency = settings.worker.concurrency;
-    let backend: RedisStorage<ProcessUpload> =
-        RedisStorage::new(conn).with_config(queue::apalis_config(&settings.redis, concurrency));
+    let backend: RedisStorage<ProcessUpload> = RedisStorage::new(conn.clone())
+        .with_config(queue::apalis_config(&settings.redis, concurrency));
+    let renditions_concurrency = settings.worker.renditions_concurrency;
+    let renditions_backend: RedisStorage<RenderRenditions> = RedisStorage::new(conn).with_config(
+        queue::renditions_apalis_config(&settings.redis, renditions_concurrency),
+    );
+    let renditions_queue = RenditionQueue::connect(&settings.redis)
+        .await
+        .context("while connecting to Redis")?;
     let ctx = Arc::new(JobContext {
         settings: settings.clone(),
         pool: pool.clone(),
         storage: storage.clone(),
         queue: job_queue,
         metrics: metrics.clone(),
+    });
+    let render_ctx = Arc::new(RenderContext {
+        jobs: ctx.clone(),
+        queue: renditions_queue,
     });
     if sweeper.is_none() {
         *sweeper = Some(tokio::spawn(sweep::run_periodically(
@@ -121,6 +134,8 @@ async fn run_monitor(
     let failed = Arc::new(AtomicBool::new(false));
     let failed_flag = failed.clone();
 
+    let renditions_name = format!("{name}-renditions");
+
     let monitor = Monitor::new()
         .register(move |restarts| {
             WorkerBuilder::new(format!("{name}-{restarts}"))
@@ -131,6 +146,15 @@ async fn run_monitor(
                 .parallelize(tokio::spawn)
                 .build(process_upload::handle)
         })
+        .register(move |restarts| {
+            WorkerBuilder::new(format!("{renditions_name}-{restarts}"))
+                .backend(renditions_backend.clone().poll_with_interval(poll))
+                .concurrency(renditions_concurrency)
+                .data(render_ctx.clone())
+                .catch_panic()
+                .parallelize(tokio::spawn)
+                .build(render_renditions::handle)
+        })
         .should_restart(move |ctx, err| {
             // Restart from our loop instead, with backoff and a fresh connection.
             tracing::error!(worker = %ctx.name(), error = %err, "worker failed");
@@ -138,7 +162,13 @@ async fn run_monitor(
             false
         })
         .shutdown_timeout(Duration::from_secs(settings.worker.shutdown_timeout_secs));
-    tracing::info!(queue = %settings.redis.queue, concurrency, "worker started");
+    tracing::info!(
+        queue = %settings.redis.queue,
+        concurrency,
+        renditions_queue = %settings.redis.renditions_queue(),
+        renditions_concurrency,
+        "worker started"
+    );
     let mut stop_wait = stop.clone();
     monitor
         .run_with_signal(async move {

@@ -1,5 +1,7 @@
-//! Postgres access: the pool, migrations, and the upload queries.
+//! Postgres access: the pool, migrations, the upload queries and the derivative-row queries
+//! used when re-rendering.
 
+pub mod derivatives;
 pub mod uploads;
 
 use std::time::Duration;

@@ -273,7 +273,7 @@ pub async fn commit_ready(
     for d in derivatives {
         sqlx::query(
             "INSERT INTO derivatives (upload_id, rendition, object_key, format, width, height, \
-             byte_size, recipe_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             byte_size, recipe_version, recipe_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(id.0)
         .bind(&d.rendition)
@@ -283,6 +283,7 @@ pub async fn commit_ready(
         .bind(i32::try_from(d.height).unwrap_or(i32::MAX))
         .bind(i64::try_from(d.byte_size).unwrap_or(i64::MAX))
         .bind(i32::try_from(d.recipe_version).unwrap_or(i32::MAX))
+        .bind(d.recipe_hash.as_deref())
         .execute(&mut *tx)
         .await?;
     }
@@ -426,9 +427,10 @@ pub async fn mark_for_replay(pool: &PgPool, id: UploadId) -> Result<Option<Uploa
 /// # Errors
 /// [`DbError::Sqlx`] on database failure.
 pub async fn derivatives(pool: &PgPool, id: UploadId) -> Result<Vec<Derivative>, DbError> {
-    let rows: Vec<(String, String, String, i32, i32, i64, i32)> = sqlx::query_as(
-        "SELECT rendition, object_key, format, width, height, byte_size, recipe_version \
-         FROM derivatives WHERE upload_id = $1 ORDER BY rendition",
+    type Row = (String, String, String, i32, i32, i64, i32, Option<String>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT rendition, object_key, format, width, height, byte_size, recipe_version, \
+         recipe_hash FROM derivatives WHERE upload_id = $1 ORDER BY rendition",
     )
     .bind(id.0)
     .fetch_all(pool)
@@ -436,7 +438,7 @@ pub async fn derivatives(pool: &PgPool, id: UploadId) -> Result<Vec<Derivative>,
     Ok(rows
         .into_iter()
         .map(
-            |(rendition, object_key, format, w, h, bytes, version)| Derivative {
+            |(rendition, object_key, format, w, h, bytes, version, hash)| Derivative {
                 rendition,
                 object_key,
                 format,
@@ -444,6 +446,7 @@ pub async fn derivatives(pool: &PgPool, id: UploadId) -> Result<Vec<Derivative>,
                 height: h.max(0) as u32,
                 byte_size: bytes.max(0) as u64,
                 recipe_version: version.max(0) as u32,
+                recipe_hash: hash,
             },
         )
         .collect())

@@ -1,6 +1,12 @@
-//! Renditions: named recipes (size, fit, format, quality) that each derivative is rendered from.
+//! Renditions: named recipes (size, fit, format, quality, metadata) that each derivative is
+//! rendered from, and the recipe fingerprint that tells a current derivative from a stale one.
+//!
+//! A derivative is **stale** when its stored `recipe_version` or `recipe_hash` differs from the
+//! configured recipe's ([`Rendition::is_current`]), or when a configured rendition has no
+//! derivative at all. `kiln renditions regenerate --stale-only` re-renders exactly those.
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// How an image is fitted into a rendition's `max_width` × `max_height` box.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +28,16 @@ pub enum OutputFormat {
     Webp,
     /// Baseline JPEG.
     Jpeg,
+}
+
+impl Fit {
+    /// Name as written in the configuration (`cover`, `contain`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cover => "cover",
+            Self::Contain => "contain",
+        }
+    }
 }
 
 impl OutputFormat {
@@ -50,8 +66,12 @@ impl OutputFormat {
     }
 }
 
-/// A named recipe. Changing any field should bump `version`, which is stored with each
-/// derivative so stale ones can be found.
+/// A named recipe. Each derivative stores the `version` and the [`fingerprint`] of the recipe
+/// it was rendered with, so a derivative goes stale when any field that changes the output
+/// changes, even if `version` was not bumped; bumping `version` forces a re-render of an
+/// otherwise unchanged recipe (e.g. after an encoder upgrade).
+///
+/// [`fingerprint`]: Rendition::fingerprint
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rendition {
     /// Name, `[a-z0-9_-]{1,32}`; becomes the key's file stem (`{name}.{ext}`).
@@ -66,6 +86,10 @@ pub struct Rendition {
     pub format: OutputFormat,
     /// Encoder quality, 1–100.
     pub quality: u8,
+    /// Keep the original's EXIF metadata (GPS included) in the derivative. Off by default:
+    /// derivatives are stripped (DESIGN.md "Image pipeline").
+    #[serde(default)]
+    pub keep_metadata: bool,
     /// Recipe version.
     #[serde(default = "default_version")]
     pub version: u32,
@@ -87,6 +111,7 @@ impl Rendition {
                 fit: Fit::Cover,
                 format: OutputFormat::Webp,
                 quality: 80,
+                keep_metadata: false,
                 version: 1,
             },
             Rendition {
@@ -96,6 +121,7 @@ impl Rendition {
                 fit: Fit::Contain,
                 format: OutputFormat::Webp,
                 quality: 80,
+                keep_metadata: false,
                 version: 1,
             },
         ]
@@ -128,6 +154,40 @@ impl Rendition {
             return Err(format!("rendition {}: quality must be 1-100", self.name));
         }
         Ok(())
+    }
+
+    /// The recipe fingerprint stored with each derivative (`derivatives.recipe_hash`): the
+    /// first 16 hex digits (64 bits) of the SHA-256 of a canonical text of every field that
+    /// changes the output:
+    ///
+    /// ```text
+    /// kiln-recipe-1;{max_width}x{max_height};fit={fit};format={format};quality={quality};keep_metadata={bool};version={version}
+    /// ```
+    ///
+    /// `fit` and `format` are their configuration names (`cover`, `webp`). The `name` is left
+    /// out: it picks the derivative's key, not its pixels. The text is built by hand, not by
+    /// serde or `Hash`, so the value is stable across builds and Rust versions. A field added
+    /// later joins the text only when it differs from its default, so adding a field does not
+    /// make every existing derivative stale.
+    pub fn fingerprint(&self) -> String {
+        let canonical = format!(
+            "kiln-recipe-1;{}x{};fit={};format={};quality={};keep_metadata={};version={}",
+            self.max_width,
+            self.max_height,
+            self.fit.as_str(),
+            self.format.as_str(),
+            self.quality,
+            self.keep_metadata,
+            self.version
+        );
+        let digest = Sha256::digest(canonical.as_bytes());
+        hex::encode(&digest[..8])
+    }
+
+    /// Whether a derivative stored with `version` and `hash` was rendered from this recipe. A
+    /// missing hash (a derivative from before fingerprints were stored) is never current.
+    pub fn is_current(&self, version: u32, hash: Option<&str>) -> bool {
+        version == self.version && hash == Some(self.fingerprint().as_str())
     }
 
     /// Output size for a `src_w` × `src_h` source: (width, height) in pixels, at least 1×1.
@@ -165,6 +225,53 @@ mod tests {
         assert_eq!(preview.target_size(4032, 3024), (1280, 960));
         assert_eq!(preview.target_size(3024, 4032), (960, 1280));
         assert_eq!(preview.target_size(600, 450), (600, 450));
+    }
+
+    #[test]
+    fn fingerprint_is_stable_and_tracks_output_fields() {
+        let preview = Rendition::defaults()[1].clone();
+        // Pinned: a change here makes every stored derivative stale.
+        assert_eq!(preview.fingerprint(), "304d85b628169d88");
+        assert_eq!(preview.fingerprint().len(), 16);
+        let renamed = Rendition {
+            name: "large".into(),
+            ..preview.clone()
+        };
+        assert_eq!(renamed.fingerprint(), preview.fingerprint());
+        let changes: [fn(&mut Rendition); 7] = [
+            |r| r.max_width += 1,
+            |r| r.max_height += 1,
+            |r| r.fit = Fit::Cover,
+            |r| r.format = OutputFormat::Jpeg,
+            |r| r.quality -= 1,
+            |r| r.keep_metadata = true,
+            |r| r.version += 1,
+        ];
+        for change in changes {
+            let mut changed = preview.clone();
+            change(&mut changed);
+            assert_ne!(changed.fingerprint(), preview.fingerprint(), "{changed:?}");
+        }
+    }
+
+    #[test]
+    fn stale_unless_version_and_hash_match() {
+        let thumb = &Rendition::defaults()[0];
+        let hash = thumb.fingerprint();
+        assert!(thumb.is_current(1, Some(&hash)));
+        assert!(!thumb.is_current(1, None));
+        assert!(!thumb.is_current(2, Some(&hash)));
+        assert!(!thumb.is_current(1, Some("0000000000000000")));
+    }
+
+    #[test]
+    fn keep_metadata_defaults_to_off() {
+        let r: Rendition = serde_json::from_str(
+            r#"{"name":"x","max_width":1,"max_height":1,"fit":"cover","format":"webp","quality":1}"#,
+        )
+        .unwrap();
+        assert!(!r.keep_metadata);
+        assert_eq!(r.version, 1);
     }
 
     #[test]

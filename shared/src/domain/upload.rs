@@ -151,4 +151,7 @@ pub struct Derivative {
     pub byte_size: u64,
     /// Version of the recipe it was rendered with.
     pub recipe_version: u32,
+    /// [`Rendition::fingerprint`](super::Rendition::fingerprint) of the recipe it was rendered
+    /// with; `None` for derivatives stored before fingerprints were (always stale).
+    pub recipe_hash: Option<String>,
 }

@@ -350,7 +350,10 @@ async fn preserve_original(ctx: &JobContext, upload: &Upload) -> Result<(), BoxD
     Ok(())
 }
 
-async fn store_derivatives(
+/// PUTs each rendered derivative to its key (`derivatives/{owner}/{id}/{rendition}.{ext}`) and
+/// returns the rows to commit, with the recipe version and fingerprint each was rendered with.
+/// Overwriting is harmless, so a repeated attempt simply writes the same keys again.
+pub(crate) async fn store_derivatives(
     ctx: &JobContext,
     upload: &Upload,
     rendered: Vec<imaging::RenderedDerivative>,
@@ -376,6 +379,7 @@ async fn store_derivatives(
             height: d.height,
             byte_size,
             recipe_version: r.version,
+            recipe_hash: Some(r.fingerprint()),
         });
     }
     Ok(out)
