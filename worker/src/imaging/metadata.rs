@@ -30,6 +30,18 @@ pub fn read_exif(file: &[u8]) -> Option<ExifSummary> {
     (summary != ExifSummary::default()).then_some(summary)
 }
 
+/// The file's raw EXIF block (TIFF structure: byte order, IFD0, sub-IFDs), for derivatives
+/// that keep metadata; `None` when the file has no readable EXIF.
+pub fn raw_exif(file: &[u8]) -> Option<Vec<u8>> {
+    let mut reader = Reader::new();
+    reader.continue_on_error(true);
+    match reader.read_from_container(&mut Cursor::new(file)) {
+        Ok(exif) => Some(exif.buf().to_vec()),
+        Err(exif::Error::PartialResult(partial)) => Some(partial.into_inner().0.buf().to_vec()),
+        Err(_) => None,
+    }
+}
+
 fn summarize(exif: &Exif) -> ExifSummary {
     let field = |tag: Tag| exif.get_field(tag, In::PRIMARY);
     let date = field(Tag::DateTimeOriginal).and_then(ascii).and_then(|dt| {

@@ -147,13 +147,23 @@ pub fn process(
     // Largest first, so the most expensive output is done while the buffer is hot.
     let mut order: Vec<&Rendition> = renditions.iter().collect();
     order.sort_by_key(|r| std::cmp::Reverse(u64::from(r.max_width) * u64::from(r.max_height)));
+    let kept_exif = if renditions.iter().any(|r| r.keep_metadata) {
+        metadata::raw_exif(bytes).and_then(|tiff| encode::upright_exif(&tiff))
+    } else {
+        None
+    };
     let mut derivatives = Vec::with_capacity(renditions.len());
     for r in order {
         let t = std::time::Instant::now();
         let resized = render::render(&image, r, full)?;
         timings.render += t.elapsed();
         let t = std::time::Instant::now();
-        let encoded = encode::encode(&resized, r.format, r.quality)?;
+        let exif = if r.keep_metadata {
+            kept_exif.as_deref()
+        } else {
+            None
+        };
+        let encoded = encode::encode(&resized, r.format, r.quality, exif)?;
         timings.encode += t.elapsed();
         derivatives.push(RenderedDerivative {
             rendition: r.clone(),
