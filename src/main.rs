@@ -1,7 +1,7 @@
 //! `kiln`: the one binary. Subcommands run the API (`kiln api`), a worker (`kiln worker`),
 //! migrations (`kiln migrate`), the upload client (`kiln upload FILE…`) and token minting
-//! (`kiln token`), and dead-job
-//! inspection and replay (`kiln jobs`). Thin: parse arguments, load settings, call into the crates.
+//! (`kiln token`), dead-job inspection and replay (`kiln jobs`), and benchmarks (`kiln bench`).
+//! Thin: parse arguments, load settings, call into the crates.
 
 mod cli;
 
@@ -35,6 +35,9 @@ enum Command {
     Jobs(cli::jobs::JobsCommand),
     /// Mint a development JWT from the configured secret.
     Token(cli::token::TokenArgs),
+    /// Benchmarks: `kiln bench images PATH…` runs Kiln's pipeline beside vipsthumbnail.
+    #[command(subcommand)]
+    Bench(cli::bench::BenchCommand),
 }
 
 #[tokio::main]
@@ -49,5 +52,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Upload(a) => cli::upload::run(a).await,
         Command::Token(a) => cli::token::run(&settings, &a),
         Command::Jobs(cmd) => cli::jobs::run(&settings, cmd).await,
+        Command::Bench(cmd) => cli::bench::run(&settings, args.config.as_deref(), cmd),
     }
 }

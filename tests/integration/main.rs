@@ -1,5 +1,6 @@
-//! Kiln's integration tests, one binary (zero2prod style). Every test runs against real
-//! Postgres, Redis and Garage, started by `scripts/services`.
+//! Kiln's integration tests, one binary (zero2prod style). The tests run against real
+//! Postgres, Redis and Garage, started by `scripts/services`, except `quality`, which needs
+//! only `vipsthumbnail` (`scripts/deps`).
 
 mod api;
 mod chaos;
@@ -8,6 +9,7 @@ mod helpers;
 mod metadata;
 mod metrics;
 mod pipeline;
+mod quality;
 mod recovery;
 mod replay;
 mod sweeper;
