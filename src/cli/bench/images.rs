@@ -49,7 +49,7 @@ pub struct ImagesArgs {
 }
 
 /// Median wall and CPU time and the largest peak RSS of one tool on one image.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ToolResult {
     /// Median wall time of a run (all of the tool's processes for the image).
     pub wall: Duration,
@@ -57,6 +57,9 @@ pub struct ToolResult {
     pub cpu: Duration,
     /// Largest peak RSS of any of its processes over all runs, in KiB.
     pub max_rss_kib: u64,
+    /// Median wall time of each of its processes in a run, in the order they run (vips: one
+    /// per rendition; Kiln: one).
+    pub per_process: Vec<Duration>,
 }
 
 /// One image's results.
@@ -180,10 +183,15 @@ struct Samples {
     wall: Vec<Duration>,
     cpu: Vec<Duration>,
     max_rss_kib: u64,
+    per_process: Vec<Vec<Duration>>,
 }
 
 impl Samples {
     fn push(&mut self, runs: &[Measurement]) {
+        self.per_process.resize_with(runs.len(), Vec::new);
+        for (samples, m) in self.per_process.iter_mut().zip(runs) {
+            samples.push(m.wall());
+        }
         self.wall.push(runs.iter().map(Measurement::wall).sum());
         self.cpu.push(runs.iter().map(Measurement::cpu).sum());
         let rss = runs.iter().map(|m| m.max_rss_kib).max().unwrap_or(0);
@@ -195,6 +203,7 @@ impl Samples {
             wall: median(self.wall),
             cpu: median(self.cpu),
             max_rss_kib: self.max_rss_kib,
+            per_process: self.per_process.into_iter().map(median).collect(),
         }
     }
 }

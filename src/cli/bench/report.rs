@@ -82,20 +82,6 @@ pub struct Report {
     pub throughput: Option<Throughput>,
 }
 
-const HEADERS: [&str; 11] = [
-    "file",
-    "size",
-    "MP",
-    "Kiln ms",
-    "vips ms",
-    "Kiln/vips",
-    "Kiln in-process ms",
-    "Kiln CPU ms",
-    "vips CPU ms",
-    "Kiln peak RSS MiB",
-    "vips peak RSS MiB",
-];
-
 fn ms(d: Duration) -> String {
     format!("{:.0}", d.as_secs_f64() * 1000.0)
 }
@@ -139,12 +125,37 @@ impl Report {
             .join(", ")
     }
 
-    fn rows(&self) -> Vec<[String; 11]> {
-        let mut rows: Vec<[String; 11]> = self
+    /// Column headers: after vips' total time, one column per vips process (rendition).
+    fn headers(&self) -> Vec<String> {
+        let mut headers = vec!["file", "size", "MP", "Kiln ms", "vips ms"]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+        headers.extend(
+            self.renditions
+                .iter()
+                .map(|r| format!("vips {} ms", r.name)),
+        );
+        headers.extend(
+            [
+                "Kiln/vips",
+                "Kiln in-process ms",
+                "Kiln CPU ms",
+                "vips CPU ms",
+                "Kiln peak RSS MiB",
+                "vips peak RSS MiB",
+            ]
+            .map(String::from),
+        );
+        headers
+    }
+
+    fn rows(&self) -> Vec<Vec<String>> {
+        let mut rows: Vec<Vec<String>> = self
             .results
             .iter()
             .map(|r| {
-                [
+                let mut row = vec![
                     r.file
                         .file_name()
                         .unwrap_or_default()
@@ -154,13 +165,17 @@ impl Report {
                     format!("{:.1}", f64::from(r.width) * f64::from(r.height) / 1e6),
                     ms(r.kiln.wall),
                     ms(r.vips.wall),
+                ];
+                row.extend(r.vips.per_process.iter().map(|d| ms(*d)));
+                row.extend([
                     ratio(r.kiln.wall, r.vips.wall),
                     ms(r.kiln_pipeline),
                     ms(r.kiln.cpu),
                     ms(r.vips.cpu),
                     mib(r.kiln.max_rss_kib),
                     mib(r.vips.max_rss_kib),
-                ]
+                ]);
+                row
             })
             .collect();
         let sum =
@@ -172,12 +187,19 @@ impl Report {
             .iter()
             .map(|r| f64::from(r.width) * f64::from(r.height) / 1e6)
             .sum();
-        rows.push([
+        let mut total = vec![
             format!("total ({} images)", self.results.len()),
             String::new(),
             format!("{mp:.1}"),
             ms(kiln),
             ms(vips),
+        ];
+        total.extend((0..self.renditions.len()).map(|i| {
+            ms(sum(&|r| {
+                r.vips.per_process.get(i).copied().unwrap_or_default()
+            }))
+        }));
+        total.extend([
             ratio(kiln, vips),
             ms(sum(&|r| r.kiln_pipeline)),
             ms(sum(&|r| r.kiln.cpu)),
@@ -185,6 +207,7 @@ impl Report {
             format!("max {}", mib(max(&|r| r.kiln.max_rss_kib))),
             format!("max {}", mib(max(&|r| r.vips.max_rss_kib))),
         ]);
+        rows.push(total);
         rows
     }
 
@@ -212,7 +235,7 @@ impl Report {
             format!(
                 "Times are medians of {} runs per image and tool after one warm-up run; each run \
                  is whole processes (Kiln: one `kiln bench render-one`; vips: one `vipsthumbnail` \
-                 per rendition, summed). Peak RSS is the largest over the runs and processes; the \
+                 per rendition, summed, each decoding the file). Peak RSS is the largest over the runs and processes; the \
                  least a measured process can show (`true`) is {} MiB.",
                 self.repeat,
                 mib(self.rss_floor_kib)
@@ -251,12 +274,13 @@ impl Report {
 
     /// The report as aligned plain text.
     pub fn text(&self) -> String {
+        let headers = self.headers();
         let rows = self.rows();
-        let widths: Vec<usize> = (0..HEADERS.len())
+        let widths: Vec<usize> = (0..headers.len())
             .map(|i| {
                 rows.iter()
                     .map(|r| r[i].len())
-                    .chain([HEADERS[i].len()])
+                    .chain([headers[i].len()])
                     .max()
                     .unwrap_or(0)
             })
@@ -278,7 +302,7 @@ impl Report {
             out += "\n";
         }
         out += &format!("Command: {}\n\n", self.command);
-        out += &line(&HEADERS);
+        out += &line(&headers.iter().map(String::as_str).collect::<Vec<_>>());
         for row in &rows {
             out += &line(&row.iter().map(String::as_str).collect::<Vec<_>>());
         }
@@ -295,8 +319,9 @@ impl Report {
             out += &format!("- {l}\n");
         }
         out += &format!("- Command: `{}`\n\n", self.command);
-        out += &format!("| {} |\n", HEADERS.join(" | "));
-        out += &format!("| --- |{}\n", " ---: |".repeat(HEADERS.len() - 1));
+        let headers = self.headers();
+        out += &format!("| {} |\n", headers.join(" | "));
+        out += &format!("| --- |{}\n", " ---: |".repeat(headers.len() - 1));
         for row in self.rows() {
             out += &format!("| {} |\n", row.join(" | "));
         }
