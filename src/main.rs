@@ -1,8 +1,8 @@
 //! `kiln`: the one binary. Subcommands run the API (`kiln api`), a worker (`kiln worker`),
 //! migrations (`kiln migrate`), the upload client (`kiln upload FILE…`) and token minting
-//! (`kiln token`), dead-job inspection and replay (`kiln jobs`), and re-rendering derivatives
-//! after a recipe changed (`kiln renditions regenerate`). Thin: parse arguments, load
-//! settings, call into the crates.
+//! (`kiln token`), dead-job inspection and replay (`kiln jobs`), re-rendering derivatives
+//! after a recipe changed (`kiln renditions regenerate`), and benchmarks (`kiln bench`). Thin:
+//! parse arguments, load settings, call into the crates.
 
 mod cli;
 
@@ -39,6 +39,9 @@ enum Command {
     /// Re-render derivatives after a rendition recipe changed.
     #[command(subcommand)]
     Renditions(cli::renditions::RenditionsCommand),
+    /// Benchmarks: `kiln bench images PATH…` runs Kiln's pipeline beside vipsthumbnail.
+    #[command(subcommand)]
+    Bench(cli::bench::BenchCommand),
 }
 
 #[tokio::main]
@@ -54,5 +57,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Token(a) => cli::token::run(&settings, &a),
         Command::Jobs(cmd) => cli::jobs::run(&settings, cmd).await,
         Command::Renditions(cmd) => cli::renditions::run(&settings, cmd).await,
+        Command::Bench(cmd) => cli::bench::run(&settings, args.config.as_deref(), cmd),
     }
 }

@@ -1,5 +1,6 @@
 //! Subcommand implementations.
 
+pub mod bench;
 pub mod jobs;
 pub mod renditions;
 pub mod serve;

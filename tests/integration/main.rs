@@ -1,5 +1,6 @@
-//! Kiln's integration tests, one binary (zero2prod style). Every test runs against real
-//! Postgres, Redis and Garage, started by `scripts/services`.
+//! Kiln's integration tests, one binary (zero2prod style). The tests run against real
+//! Postgres, Redis and Garage, started by `scripts/services`, except `quality`, which needs
+//! only `vipsthumbnail` (`scripts/deps`).
 
 mod api;
 mod chaos;
@@ -11,6 +12,7 @@ mod metadata;
 mod metrics;
 mod pipeline;
 mod prometheus;
+mod quality;
 mod recovery;
 mod renditions;
 mod replay;

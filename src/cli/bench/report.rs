@@ -1,0 +1,332 @@
+//! The report of `kiln bench images`: the machine, then one table as aligned text or as
+//! markdown, then the thumb-only throughput line.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use kiln_shared::domain::{Fit, Rendition};
+
+use super::images::ImageResult;
+use super::throughput::Throughput;
+
+/// First line of the markdown block; `scripts/bench-images` replaces the block in
+/// `docs/benchmarks.md` from this line to [`MARKDOWN_END`].
+pub const MARKDOWN_BEGIN: &str = "<!-- kiln bench images: begin (generated, do not edit) -->";
+/// Last line of the markdown block.
+pub const MARKDOWN_END: &str = "<!-- kiln bench images: end -->";
+
+/// The machine the benchmark ran on, from `/proc` and the environment.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    /// Logical CPUs available to this process (what `nproc` prints).
+    pub cpus: usize,
+    /// `model name` of the first CPU in `/proc/cpuinfo`.
+    pub cpu_model: String,
+    /// `MemTotal` from `/proc/meminfo`, in KiB.
+    pub mem_kib: u64,
+    /// Kernel release.
+    pub kernel: String,
+    /// The 1, 5 and 15 minute load averages when the run started (other work on the machine).
+    pub load: String,
+    /// `vipsthumbnail --version`.
+    pub vips: String,
+    /// `VIPS_CONCURRENCY` if set (libvips' thread pool size; else libvips uses one per CPU).
+    pub vips_concurrency: Option<String>,
+}
+
+impl Machine {
+    /// Reads what `/proc` says about this machine; unknown fields read `?`.
+    pub fn read(vips: String) -> Self {
+        let proc = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+        let field = |text: &str, key: &str| {
+            text.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        };
+        let mem_kib = field(&proc("/proc/meminfo"), "MemTotal")
+            .and_then(|v| v.trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0);
+        Self {
+            cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu_model: field(&proc("/proc/cpuinfo"), "model name").unwrap_or_else(|| "?".into()),
+            mem_kib,
+            kernel: proc("/proc/sys/kernel/osrelease").trim().to_owned(),
+            load: proc("/proc/loadavg")
+                .split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" "),
+            vips,
+            vips_concurrency: std::env::var("VIPS_CONCURRENCY").ok(),
+        }
+    }
+}
+
+/// Everything `kiln bench images` prints.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Where it ran.
+    pub machine: Machine,
+    /// The command line, starting with `kiln`.
+    pub command: String,
+    /// The renditions both tools made.
+    pub renditions: Vec<Rendition>,
+    /// Timed runs per image and tool.
+    pub repeat: u32,
+    /// Peak RSS of `true` measured like the tools: the least a measured process can report.
+    pub rss_floor_kib: u64,
+    /// One per image, in the order benchmarked.
+    pub results: Vec<ImageResult>,
+    /// The thumb-only run, if `--thumbs` was given.
+    pub throughput: Option<Throughput>,
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0}", d.as_secs_f64() * 1000.0)
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.0}", kib as f64 / 1024.0)
+}
+
+fn ratio(a: Duration, b: Duration) -> String {
+    format!("{:.2}", a.as_secs_f64() / b.as_secs_f64())
+}
+
+impl Report {
+    fn profile() -> &'static str {
+        if cfg!(debug_assertions) {
+            "dev profile (kiln-worker and every dependency at opt-level 3, debug assertions and \
+             overflow checks on)"
+        } else {
+            "release profile"
+        }
+    }
+
+    fn renditions_line(&self) -> String {
+        self.renditions
+            .iter()
+            .map(|r| {
+                let fit = match r.fit {
+                    Fit::Cover => "cover",
+                    Fit::Contain => "contain",
+                };
+                format!(
+                    "{} {}x{} {fit} {} q{}",
+                    r.name,
+                    r.max_width,
+                    r.max_height,
+                    r.format.as_str(),
+                    r.quality
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Column headers: after vips' total time, one column per vips process (rendition).
+    fn headers(&self) -> Vec<String> {
+        let mut headers = vec!["file", "size", "MP", "Kiln ms", "vips ms"]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+        headers.extend(
+            self.renditions
+                .iter()
+                .map(|r| format!("vips {} ms", r.name)),
+        );
+        headers.extend(
+            [
+                "Kiln/vips",
+                "Kiln in-process ms",
+                "Kiln CPU ms",
+                "vips CPU ms",
+                "Kiln peak RSS MiB",
+                "vips peak RSS MiB",
+            ]
+            .map(String::from),
+        );
+        headers
+    }
+
+    fn rows(&self) -> Vec<Vec<String>> {
+        let mut rows: Vec<Vec<String>> = self
+            .results
+            .iter()
+            .map(|r| {
+                let mut row = vec![
+                    r.file
+                        .file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned(),
+                    format!("{}x{}", r.width, r.height),
+                    format!("{:.1}", f64::from(r.width) * f64::from(r.height) / 1e6),
+                    ms(r.kiln.wall),
+                    ms(r.vips.wall),
+                ];
+                row.extend(r.vips.per_process.iter().map(|d| ms(*d)));
+                row.extend([
+                    ratio(r.kiln.wall, r.vips.wall),
+                    ms(r.kiln_pipeline),
+                    ms(r.kiln.cpu),
+                    ms(r.vips.cpu),
+                    mib(r.kiln.max_rss_kib),
+                    mib(r.vips.max_rss_kib),
+                ]);
+                row
+            })
+            .collect();
+        let sum =
+            |f: &dyn Fn(&ImageResult) -> Duration| self.results.iter().map(f).sum::<Duration>();
+        let max = |f: &dyn Fn(&ImageResult) -> u64| self.results.iter().map(f).max().unwrap_or(0);
+        let (kiln, vips) = (sum(&|r| r.kiln.wall), sum(&|r| r.vips.wall));
+        let mp: f64 = self
+            .results
+            .iter()
+            .map(|r| f64::from(r.width) * f64::from(r.height) / 1e6)
+            .sum();
+        let mut total = vec![
+            format!("total ({} images)", self.results.len()),
+            String::new(),
+            format!("{mp:.1}"),
+            ms(kiln),
+            ms(vips),
+        ];
+        total.extend((0..self.renditions.len()).map(|i| {
+            ms(sum(&|r| {
+                r.vips.per_process.get(i).copied().unwrap_or_default()
+            }))
+        }));
+        total.extend([
+            ratio(kiln, vips),
+            ms(sum(&|r| r.kiln_pipeline)),
+            ms(sum(&|r| r.kiln.cpu)),
+            ms(sum(&|r| r.vips.cpu)),
+            format!("max {}", mib(max(&|r| r.kiln.max_rss_kib))),
+            format!("max {}", mib(max(&|r| r.vips.max_rss_kib))),
+        ]);
+        rows.push(total);
+        rows
+    }
+
+    fn method_lines(&self) -> Vec<String> {
+        let m = &self.machine;
+        vec![
+            format!(
+                "Machine: {} CPUs (nproc), {}, {:.1} GiB RAM, Linux {}; load average at start {}",
+                m.cpus,
+                m.cpu_model,
+                m.mem_kib as f64 / (1024.0 * 1024.0),
+                m.kernel,
+                m.load
+            ),
+            format!(
+                "Kiln: {}, one thread; peer: vipsthumbnail {} ({})",
+                Self::profile(),
+                m.vips.trim_start_matches("vips-"),
+                match &m.vips_concurrency {
+                    Some(n) => format!("VIPS_CONCURRENCY={n}"),
+                    None => format!("libvips' default thread pool, {} threads", m.cpus),
+                }
+            ),
+            format!("Renditions: {} (worker.renditions)", self.renditions_line()),
+            format!(
+                "Times are medians of {} runs per image and tool after one warm-up run; each run \
+                 is whole processes (Kiln: one `kiln bench render-one`; vips: one `vipsthumbnail` \
+                 per rendition, summed, each decoding the file). Peak RSS is the largest over the runs and processes; the \
+                 least a measured process can show (`true`) is {} MiB.",
+                self.repeat,
+                mib(self.rss_floor_kib)
+            ),
+        ]
+    }
+
+    fn throughput_line(&self) -> String {
+        match &self.throughput {
+            None => "Thumb-only throughput: not run (no --thumbs given).".to_owned(),
+            Some(t) => {
+                let names = t
+                    .files
+                    .iter()
+                    .map(|f| {
+                        f.file_name()
+                            .unwrap_or_default()
+                            .to_string_lossy()
+                            .into_owned()
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!(
+                    "Thumb-only throughput (thumb rendition only, in process, one thread, {names}): \
+                     {} thumbs in {:.1} s = {:.1} thumbs/s per core ({:.1} CPU-s); {:.1} thumbs/s \
+                     by wall clock",
+                    t.thumbs,
+                    t.wall.as_secs_f64(),
+                    t.per_core(),
+                    t.cpu.as_secs_f64(),
+                    t.per_wall_second()
+                )
+            }
+        }
+    }
+
+    /// The report as aligned plain text.
+    pub fn text(&self) -> String {
+        let headers = self.headers();
+        let rows = self.rows();
+        let widths: Vec<usize> = (0..headers.len())
+            .map(|i| {
+                rows.iter()
+                    .map(|r| r[i].len())
+                    .chain([headers[i].len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |cells: &[&str]| {
+            let mut s = String::new();
+            for (i, cell) in cells.iter().enumerate() {
+                if i == 0 {
+                    let _ = write!(s, "{cell:<w$}", w = widths[i]);
+                } else {
+                    let _ = write!(s, "  {cell:>w$}", w = widths[i]);
+                }
+            }
+            s.trim_end().to_owned() + "\n"
+        };
+        let mut out = String::new();
+        for l in self.method_lines() {
+            out += &l;
+            out += "\n";
+        }
+        out += &format!("Command: {}\n\n", self.command);
+        out += &line(&headers.iter().map(String::as_str).collect::<Vec<_>>());
+        for row in &rows {
+            out += &line(&row.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+        out += "\n";
+        out += &self.throughput_line();
+        out += "\n";
+        out
+    }
+
+    /// The report as markdown between [`MARKDOWN_BEGIN`] and [`MARKDOWN_END`].
+    pub fn markdown(&self) -> String {
+        let mut out = format!("{MARKDOWN_BEGIN}\n");
+        for l in self.method_lines() {
+            out += &format!("- {l}\n");
+        }
+        out += &format!("- Command: `{}`\n\n", self.command);
+        let headers = self.headers();
+        out += &format!("| {} |\n", headers.join(" | "));
+        out += &format!("| --- |{}\n", " ---: |".repeat(headers.len() - 1));
+        for row in self.rows() {
+            out += &format!("| {} |\n", row.join(" | "));
+        }
+        out += &format!("\n{}\n", self.throughput_line());
+        out += &format!("{MARKDOWN_END}\n");
+        out
+    }
+}
