@@ -7,6 +7,7 @@ mod faults;
 mod helpers;
 mod metadata;
 mod metrics;
+mod openapi;
 mod pipeline;
 mod recovery;
 mod replay;
