@@ -1,14 +1,16 @@
 //! `ApiError`: every failure an endpoint can return, mapped to a status code and a stable
 //! snake_case code in one place. Bodies are `{"error": {"code": "…", "message": "…"}}`.
-//! Internal causes are logged, never sent to the client.
+//! Internal causes are logged, never sent to the client. [`ErrorBody`] is that body's type, so
+//! the OpenAPI schema of error responses is the type that is serialized.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use kiln_shared::db::DbError;
 use kiln_shared::queue::QueueError;
 use kiln_shared::storage::StorageError;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 /// An API failure.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +24,23 @@ pub enum ApiError {
     /// 404 `not_found`: no such upload for this owner.
     #[error("upload not found")]
     NotFound,
+    /// 404 `route_not_found`: no route matches the path (the router's fallback).
+    #[error("no route for {method} {path}")]
+    RouteNotFound {
+        /// Request method.
+        method: Method,
+        /// Request path.
+        path: String,
+    },
+    /// 405 `method_not_allowed`: the path exists, but not with this method (the `Allow` header
+    /// lists the methods it has).
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed {
+        /// Request method.
+        method: Method,
+        /// Request path.
+        path: String,
+    },
     /// 400 `invalid_request`: a malformed body or parameter.
     #[error("{0}")]
     InvalidRequest(String),
@@ -65,6 +84,8 @@ impl ApiError {
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Self::RouteNotFound { .. } => (StatusCode::NOT_FOUND, "route_not_found"),
+            Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "upload_too_large"),
             Self::UnsupportedContentType(_) => (
@@ -104,7 +125,29 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(error = ?self, code, "request failed");
         }
-        let body = json!({"error": {"code": code, "message": self.to_string()}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code,
+                message: self.to_string(),
+            },
+        };
         (status, Json(body)).into_response()
     }
+}
+
+/// The body of every error response: `{"error": {"code": "…", "message": "…"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The `error` object of an error body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable snake_case code, e.g. `not_found` (each response's description names its codes).
+    #[schema(example = "not_found")]
+    pub code: &'static str,
+    /// Human-readable reason; for people, not for matching.
+    pub message: String,
 }

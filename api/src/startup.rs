@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::Router;
 use axum::http::{HeaderName, Request};
+use axum::{Extension, Router};
 use kiln_shared::Settings;
 use kiln_shared::queue::JobQueue;
 use kiln_shared::storage::Storage;
@@ -92,9 +92,19 @@ impl Application {
 }
 
 /// The full router with middleware: request ids (accepted from `x-request-id` or generated,
-/// echoed back), tracing spans carrying the request id, and a 30 s request timeout.
+/// echoed back), tracing spans carrying the request id, and a 30 s request timeout. It serves
+/// its own OpenAPI document at `/openapi.json`; unmatched paths get 404 `route_not_found` and
+/// unsupported methods 405 `method_not_allowed`.
+///
+/// # Panics
+/// If the OpenAPI document cannot be serialized (it is plain data; this does not happen).
 pub fn router(state: AppState) -> Router {
-    routes::router()
+    let (router, openapi) = routes::router().split_for_parts();
+    let document = serde_json::to_vec(&openapi).expect("the OpenAPI document serializes");
+    router
+        .fallback(routes::route_not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(Extension(routes::openapi::Document(document.into())))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             routes::metrics::track,

@@ -8,6 +8,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
+use utoipa::ToSchema;
 
 use crate::db::DbError;
 use crate::db::uploads::{self as db, FailedFilter};
@@ -15,7 +16,7 @@ use crate::domain::{Upload, UploadId};
 use crate::queue::{JobQueue, QueueError};
 
 /// One dead job as operators see it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
 pub struct DeadJob {
     /// The failed upload.
     pub upload_id: UploadId,
@@ -88,7 +89,7 @@ pub async fn show(pool: &PgPool, id: UploadId) -> Result<Option<DeadJob>, DeadJo
 }
 
 /// What a replay did (or, with `dry_run`, would do).
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, ToSchema)]
 pub struct ReplayReport {
     /// Whether nothing was changed.
     pub dry_run: bool,

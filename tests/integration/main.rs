@@ -10,6 +10,7 @@ mod imaging;
 mod logs;
 mod metadata;
 mod metrics;
+mod openapi;
 mod pipeline;
 mod prometheus;
 mod quality;

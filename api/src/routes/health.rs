@@ -1,21 +1,66 @@
 //! Liveness (`/healthz`: the process answers) and readiness (`/readyz`: Postgres, Redis and S3
 //! all answer) probes.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
+use crate::extract::Json;
 use crate::state::AppState;
 
-/// `GET /healthz`: 200 `{"status":"ok"}` while the process is up.
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// Body of both probes: `{"status":"ok"}`, or `{"status":"unavailable","failed":[…]}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `unavailable` when a dependency does not answer.
+    pub status: HealthStatus,
+    /// The dependencies that did not answer (`postgres`, `redis`, `s3`); absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<&'static str>,
 }
 
-/// `GET /readyz`: 200 when Postgres (`SELECT 1`), Redis (`PING`) and S3 (HeadBucket) all
-/// answer; otherwise 503 with `{"status":"unavailable","failed":["redis", …]}`.
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+/// Outcome of a probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// Everything checked answered.
+    Ok,
+    /// Something checked did not answer.
+    Unavailable,
+}
+
+/// Liveness probe.
+///
+/// 200 `{"status":"ok"}` while the process is up.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "operations",
+    responses((status = 200, description = "The process is up", body = Health))
+)]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: HealthStatus::Ok,
+        failed: Vec::new(),
+    })
+}
+
+/// Readiness probe.
+///
+/// 200 when Postgres (`SELECT 1`), Redis (`PING`) and S3 (HeadBucket) all answer; otherwise
+/// 503 naming the ones that did not.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Postgres, Redis and S3 all answer", body = Health),
+        (status = 503, description = "`failed` names the dependencies that did not answer", body = Health),
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let (db, redis, s3) = tokio::join!(
         kiln_shared::db::ping(&state.pool),
         state.queue.ping(),
@@ -32,12 +77,21 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         }
     }
     if failed.is_empty() {
-        (StatusCode::OK, Json(json!({"status": "ok"})))
+        (
+            StatusCode::OK,
+            Json(Health {
+                status: HealthStatus::Ok,
+                failed,
+            }),
+        )
     } else {
         tracing::warn!(?failed, "not ready");
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "failed": failed})),
+            Json(Health {
+                status: HealthStatus::Unavailable,
+                failed,
+            }),
         )
     }
 }

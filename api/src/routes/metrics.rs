@@ -34,8 +34,20 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     response
 }
 
-/// `GET /metrics`: every metric of this process, with `kiln_uploads{state}` (one GROUP BY on
-/// Postgres) and `kiln_queue_jobs{queue,state}` (Redis key sizes) refreshed at most every 5 s.
+/// Prometheus metrics.
+///
+/// Every metric of this process in the Prometheus text format (0.0.4), with
+/// `kiln_uploads{state}` (one GROUP BY on Postgres) and `kiln_queue_jobs{queue,state}` (Redis
+/// key sizes) refreshed at most every 5 s.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text exposition format", content_type = PROMETHEUS_TEXT, body = String),
+    )
+)]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let stale = {
         let last = state

@@ -1,24 +1,57 @@
-//! HTTP routes: `/v1/uploads…` for owners, `/v1/admin/…` for operators, `/healthz` and `/readyz` for orchestration.
+//! HTTP routes: `/v1/uploads…` for owners, `/v1/admin/…` for operators, `/healthz`, `/readyz`,
+//! `/metrics` and `/openapi.json` for operations.
+//!
+//! Every route is declared once, with `routes!` on a handler carrying `#[utoipa::path]`: that
+//! one declaration both registers the handler with axum and adds it to the OpenAPI document
+//! (`api/clippy.toml` forbids registering a route any other way).
 
 pub mod admin;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod uploads;
 
-use axum::Router;
-use axum::routing::{get, post};
+use axum::http::{Method, Uri};
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The API's router (without middleware), for [`crate::startup`].
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/uploads", post(uploads::create).get(uploads::list))
-        .route("/v1/uploads/{id}", get(uploads::show))
-        .route("/v1/uploads/{id}/complete", post(uploads::complete))
-        .route("/v1/admin/jobs", get(admin::list))
-        .route("/v1/admin/jobs/replay", post(admin::replay))
-        .route("/metrics", get(metrics::metrics))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+/// Every route of the API (without middleware or fallbacks), with the OpenAPI document that
+/// describes them, for [`crate::startup`].
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(uploads::create, uploads::list))
+        .routes(routes!(uploads::show))
+        .routes(routes!(uploads::complete))
+        .routes(routes!(admin::list))
+        .routes(routes!(admin::replay))
+        .routes(routes!(metrics::metrics))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(openapi::openapi_json))
+}
+
+/// The OpenAPI document of [`router`], as `/openapi.json` serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    router().into_openapi()
+}
+
+/// The router's fallback: 404 `route_not_found` for a path no route matches, so clients (and
+/// tests) can tell a missing route from a missing upload (`not_found`).
+pub async fn route_not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::RouteNotFound {
+        method,
+        path: uri.path().to_owned(),
+    }
+}
+
+/// 405 `method_not_allowed` for a path that exists without this method (axum adds `Allow`).
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method,
+        path: uri.path().to_owned(),
+    }
 }

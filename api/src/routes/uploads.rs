@@ -2,21 +2,23 @@
 
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use kiln_shared::db::uploads::{self as db, Cursor, NewUpload};
-use kiln_shared::domain::{Derivative, ImageMetadata, Upload, UploadId, UploadMethod};
+use kiln_shared::domain::{Derivative, ImageMetadata, Upload, UploadId, UploadMethod, UploadState};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Authenticated;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Json, Path, Query};
+use crate::routes::openapi::{InvalidRequest, Unauthorized, Unavailable};
 use crate::state::AppState;
 
 /// Body of `POST /v1/uploads`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateUpload {
     /// Client filename (1–255 bytes); only its sanitized form reaches an object key.
     pub filename: String,
@@ -26,6 +28,7 @@ pub struct CreateUpload {
     pub byte_size: u64,
     /// `put` (presigned URL) or `post` (POST policy); default `put`.
     #[serde(default = "default_method")]
+    #[schema(default = "put")]
     pub method: UploadMethod,
 }
 
@@ -34,7 +37,7 @@ fn default_method() -> UploadMethod {
 }
 
 /// Response of `POST /v1/uploads` (201): where and how to send the bytes.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UploadAuthorization {
     /// Upload id, for `complete` and `GET`.
     pub id: UploadId,
@@ -54,14 +57,31 @@ pub struct UploadAuthorization {
     pub expires_at: DateTime<Utc>,
 }
 
-/// `POST /v1/uploads`: records a `pending` upload and returns a presigned PUT URL or POST
-/// policy for `tmp/{owner}/{id}`, bound to the declared size and type and to
-/// `api.upload_expiry_secs`.
+/// Authorizes a direct upload to S3.
+///
+/// Records a `pending` upload and returns a presigned PUT URL or POST policy for
+/// `tmp/{owner}/{id}`, bound to the declared size and type and to `api.upload_expiry_secs`.
 ///
 /// # Errors
-/// 400 for a bad filename or size, 413 over `api.max_upload_bytes`, 415 for a content type not
-/// in `api.allowed_content_types` (all before anything is signed or stored), 503 when
-/// Postgres is down.
+/// 400 for a malformed body, a bad filename or size, 413 over `api.max_upload_bytes`, 415 for
+/// a content type not in `api.allowed_content_types` (all before anything is signed or
+/// stored), 503 when Postgres is down.
+#[utoipa::path(
+    post,
+    path = "/v1/uploads",
+    operation_id = "create_upload",
+    tag = "uploads",
+    security(("bearer" = [])),
+    request_body = CreateUpload,
+    responses(
+        (status = 201, description = "Authorized: send the bytes as it says", body = UploadAuthorization),
+        (status = 400, response = InvalidRequest),
+        (status = 401, response = Unauthorized),
+        (status = 413, description = "`upload_too_large`: `byte_size` is over `api.max_upload_bytes`", body = ErrorBody),
+        (status = 415, description = "`unsupported_content_type`: `content_type` is not accepted", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -142,15 +162,35 @@ pub async fn create(
     ))
 }
 
-/// `POST /v1/uploads/{id}/complete`: verifies the temp object (HeadObject: present, declared
-/// size), moves the upload to `uploaded` and enqueues exactly one ProcessUpload job. 202 with
-/// the upload. Idempotent: a repeated call returns the current state and enqueues nothing.
+/// Completes an upload once its bytes are in S3.
+///
+/// Verifies the temp object (HeadObject: present, declared size), moves the upload to
+/// `uploaded` and enqueues exactly one ProcessUpload job. 202 with the upload. Idempotent: a
+/// repeated call returns the current state and enqueues nothing.
 ///
 /// # Errors
-/// 404 for an unknown id or another owner's upload; 409 `object_missing` when nothing was
-/// uploaded; 422 `size_mismatch` when the object's size is not the declared one (the object
-/// is deleted, and the client may upload again before expiry); 503 when a dependency is down
-/// (the upload stays `pending`, so the call can be retried).
+/// 400 for a malformed id; 404 for an unknown id or another owner's upload; 409
+/// `object_missing` when nothing was uploaded; 422 `size_mismatch` when the object's size is
+/// not the declared one (the object is deleted, and the client may upload again before
+/// expiry); 503 when a dependency is down (the upload stays `pending`, so the call can be
+/// retried).
+#[utoipa::path(
+    post,
+    path = "/v1/uploads/{id}/complete",
+    operation_id = "complete_upload",
+    tag = "uploads",
+    security(("bearer" = [])),
+    params(("id" = UploadId, Path, description = "Upload id")),
+    responses(
+        (status = 202, description = "Completed (now, or by an earlier call): the upload", body = UploadView),
+        (status = 400, response = InvalidRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "`not_found`: no such upload for this owner", body = ErrorBody),
+        (status = 409, description = "`object_missing`: nothing has been uploaded yet", body = ErrorBody),
+        (status = 422, description = "`size_mismatch`: the object's size is not the declared one (it was deleted)", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn complete(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -159,7 +199,7 @@ pub async fn complete(
     let upload = db::get_owned(&state.pool, &principal.owner, id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    if upload.state != kiln_shared::domain::UploadState::Pending {
+    if upload.state != UploadState::Pending {
         return Ok((
             StatusCode::ACCEPTED,
             Json(view(&state, upload, true).await?),
@@ -203,11 +243,29 @@ pub async fn complete(
     ))
 }
 
-/// `GET /v1/uploads/{id}`: the upload with its state, error, metadata and derivatives (each
-/// with a presigned GET URL valid for `storage.download_url_expiry_secs`).
+/// Reads one upload.
+///
+/// The upload with its state, error, metadata and derivatives (each with a presigned GET URL
+/// valid for `storage.download_url_expiry_secs`).
 ///
 /// # Errors
-/// 404 for an unknown id or another owner's upload; 503 when a dependency is down.
+/// 400 for a malformed id; 404 for an unknown id or another owner's upload; 503 when a
+/// dependency is down.
+#[utoipa::path(
+    get,
+    path = "/v1/uploads/{id}",
+    operation_id = "get_upload",
+    tag = "uploads",
+    security(("bearer" = [])),
+    params(("id" = UploadId, Path, description = "Upload id")),
+    responses(
+        (status = 200, description = "The upload", body = UploadView),
+        (status = 400, response = InvalidRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "`not_found`: no such upload for this owner", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn show(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -220,16 +278,18 @@ pub async fn show(
 }
 
 /// Query of `GET /v1/uploads`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Page size, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// Opaque cursor from the previous page's `next_cursor`.
     pub cursor: Option<String>,
 }
 
 /// A page of uploads.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UploadPage {
     /// Uploads, newest first (without derivative URLs; `GET /v1/uploads/{id}` has them).
     pub items: Vec<UploadView>,
@@ -238,11 +298,26 @@ pub struct UploadPage {
     pub next_cursor: Option<String>,
 }
 
-/// `GET /v1/uploads?limit&cursor`: the owner's uploads, newest first, keyset-paginated on
-/// `(created_at, id)`.
+/// Lists the owner's uploads.
+///
+/// Newest first, keyset-paginated on `(created_at, id)`.
 ///
 /// # Errors
 /// 400 for a malformed cursor or a limit outside 1–100; 503 when Postgres is down.
+#[utoipa::path(
+    get,
+    path = "/v1/uploads",
+    operation_id = "list_uploads",
+    tag = "uploads",
+    security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of uploads", body = UploadPage),
+        (status = 400, response = InvalidRequest),
+        (status = 401, response = Unauthorized),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -293,12 +368,12 @@ fn decode_cursor(s: &str) -> Result<Cursor, ApiError> {
 }
 
 /// An upload as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UploadView {
     /// Upload id.
     pub id: UploadId,
     /// State: `pending`, `uploaded`, `processing`, `ready`, `failed` or `expired`.
-    pub state: kiln_shared::domain::UploadState,
+    pub state: UploadState,
     /// Client filename.
     pub filename: String,
     /// Declared content type.
@@ -328,7 +403,7 @@ pub struct UploadView {
 }
 
 /// Error of a failed upload.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorView {
     /// Stable code, e.g. `corrupt_image`.
     pub code: String,
@@ -337,7 +412,7 @@ pub struct ErrorView {
 }
 
 /// One derivative with a short-lived download URL.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DerivativeView {
     /// Rendition name, e.g. `thumb`.
     pub name: String,
@@ -359,13 +434,13 @@ pub struct DerivativeView {
 
 async fn view(state: &AppState, u: Upload, with_derivatives: bool) -> Result<UploadView, ApiError> {
     let mut derivatives = Vec::new();
-    if with_derivatives && u.state == kiln_shared::domain::UploadState::Ready {
+    if with_derivatives && u.state == UploadState::Ready {
         for d in db::derivatives(&state.pool, u.id).await? {
             derivatives.push(derivative_view(state, d).await?);
         }
     }
     let error = match (u.state, u.error_code) {
-        (kiln_shared::domain::UploadState::Failed, Some(code)) => Some(ErrorView {
+        (UploadState::Failed, Some(code)) => Some(ErrorView {
             code: code.as_str().to_owned(),
             message: u.error_message.clone().unwrap_or_default(),
         }),

@@ -2,10 +2,11 @@
 //! content hash. Serialised as the upload's `metadata` JSON.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Metadata of one processed original. Optional fields are absent (not null) when the file
 /// lacks the tag or the tag could not be parsed.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ImageMetadata {
     /// Width as displayed (after orientation), in pixels.
     pub width: u32,
@@ -37,7 +38,7 @@ fn one() -> u32 {
 }
 
 /// The EXIF 2.32 fields Kiln keeps (tag numbers in brackets).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ExifSummary {
     /// Make (0x010F).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -2,13 +2,19 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{ErrorCode, ImageMetadata, OwnerId, UploadId};
 
 /// Where an upload is in its life. Each transition is one conditional UPDATE in
 /// [`crate::db::uploads`], so a duplicate delivery cannot move a row backwards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(
+    description = "Where an upload is in its life: `pending` (authorized) → `uploaded` \
+                        (completed, queued) → `processing` → `ready`; or `failed`, or \
+                        `expired` when never completed."
+)]
 pub enum UploadState {
     /// Authorized; the client may upload to the temp key until `expires_at`.
     Pending,
@@ -59,7 +65,7 @@ impl TryFrom<String> for UploadState {
 }
 
 /// How the client sends the bytes to S3.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UploadMethod {
     /// A presigned PUT URL (AWS SigV4 query-string auth) signing Content-Length and Content-Type.

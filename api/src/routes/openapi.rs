@@ -1,0 +1,99 @@
+//! `GET /openapi.json`: the API's OpenAPI 3.1 document, and the parts of it that no single route
+//! declares (info, tags, the bearer security scheme, responses shared by several routes).
+//!
+//! The paths come from the `#[utoipa::path]` attribute on each handler, collected by the same
+//! `routes!` calls that register the handlers with axum ([`super::router`]), so a route cannot
+//! be served without being documented, nor documented without being served.
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToResponse};
+
+use crate::error::ErrorBody;
+
+/// Name of the bearer-token security scheme. Authenticated handlers spell it as a literal in
+/// `#[utoipa::path(security(("bearer" = [])))]` (the attribute takes no constant); the
+/// integration test checks that every requirement names a defined scheme.
+pub const BEARER: &str = "bearer";
+
+/// The document's fixed parts; [`super::router`] adds every route to it.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Kiln",
+        version = env!("CARGO_PKG_VERSION"),
+        description = "Direct-to-S3 image uploads: authorize an upload (presigned PUT URL or POST \
+                       policy), send the bytes to S3, complete it, and read its state, metadata \
+                       and derivatives. Every error body is `{\"error\": {\"code\", \"message\"}}` \
+                       with a stable snake_case code; any request may also end in an empty 408 \
+                       after 30 s."
+    ),
+    tags(
+        (name = "uploads", description = "An owner's uploads (the owner is the token's `sub`)."),
+        (name = "admin", description = "Dead jobs and replay; the token needs the admin claim."),
+        (name = "operations", description = "Probes, metrics and this document; no token."),
+    ),
+    components(
+        schemas(ErrorBody),
+        responses(InvalidRequest, Unauthorized, Forbidden, Unavailable)
+    ),
+    modifiers(&BearerScheme)
+)]
+pub struct ApiDoc;
+
+/// Adds the [`BEARER`] scheme: `Authorization: Bearer <HS256 JWT>` (`kiln token` mints one).
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut http = Http::new(HttpAuthScheme::Bearer);
+        http.bearer_format = Some("JWT".into());
+        http.description = Some(
+            "HS256 JWT signed with `auth.jwt_secret`; `sub` is the owner, and admin routes \
+             need the `admin` claim."
+                .into(),
+        );
+        components.add_security_scheme(BEARER, SecurityScheme::Http(http));
+    }
+}
+
+/// `invalid_request`: a malformed body, path or query parameter, or a value out of range.
+#[derive(ToResponse)]
+pub struct InvalidRequest(pub ErrorBody);
+
+/// `unauthorized`: no, malformed, bad or expired bearer token.
+#[derive(ToResponse)]
+pub struct Unauthorized(pub ErrorBody);
+
+/// `forbidden`: the token lacks the admin claim.
+#[derive(ToResponse)]
+pub struct Forbidden(pub ErrorBody);
+
+/// `database_unavailable`, `queue_unavailable` or `storage_unavailable`: a dependency is down;
+/// retry later.
+#[derive(ToResponse)]
+pub struct Unavailable(pub ErrorBody);
+
+/// The serialized document, shared by every request (the layer [`super::router`] adds).
+#[derive(Clone)]
+pub struct Document(pub Bytes);
+
+/// Serves the OpenAPI document.
+///
+/// The OpenAPI 3.1 document of this API, generated from the handlers' declarations.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object),
+    )
+)]
+pub async fn openapi_json(Extension(doc): Extension<Document>) -> impl IntoResponse {
+    ([(CONTENT_TYPE, "application/json")], doc.0)
+}
