@@ -39,6 +39,30 @@ async fn api_and_worker_export_what_happened() {
         app.upload_file(&photos("bad")[1], "put").await["state"],
         "failed"
     );
+    // The row turns `failed` before the attempt returns and is counted: wait for the count.
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let q = app.settings.redis.queue.clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = app
+            .client
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let failed = sample(
+            &text,
+            "kiln_jobs_total",
+            &[("queue", &q), ("outcome", "failed")],
+        );
+        if failed == Some(1.0) || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 
     let worker = app
         .client

@@ -171,7 +171,25 @@ fn decode_jpeg(
     }
     // The scale is the same on both axes, so the stored size serves as well as the displayed.
     let scale = jpeg::scale_for(needed_scale(header.width, header.height, renditions));
-    let mut image = match jpeg::decode(bytes, &header, scale)? {
+    let pixels = match jpeg::decode(bytes, &header, scale) {
+        Ok(p) => p,
+        // libjpeg-turbo turns recoverable damage ("Corrupt JPEG data: premature end of data
+        // segment") into an error; the file is complete (EOI checked), so decode it at full
+        // scale with `image` (zune-jpeg), which recovers as browsers do.
+        Err(e) if header.components == 3 || header.components == 1 => {
+            tracing::debug!(error = %e, "libjpeg-turbo refused the data; decoding with zune-jpeg");
+            let image = image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)
+                .map_err(image_error)?
+                .to_rgb8();
+            jpeg::JpegPixels::Rgb {
+                width: image.width(),
+                height: image.height(),
+                data: image.into_raw(),
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    let mut image = match pixels {
         jpeg::JpegPixels::Rgb {
             width,
             height,
