@@ -40,6 +40,13 @@ fn garbage_and_empty_inputs_are_errors() {
     assert!(imaging::process(b"\xFF\xD8\xFF", &renditions(), &LIMITS).is_err());
     assert!(imaging::process(b"GIF89a", &renditions(), &LIMITS).is_err());
     assert!(imaging::process(b"RIFF\0\0\0\0WEBPVP8 ", &renditions(), &LIMITS).is_err());
-    assert!(imaging::process(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic", &renditions(), &LIMITS).is_err());
+    assert!(
+        imaging::process(
+            b"\0\0\0\x18ftypheic\0\0\0\0mif1heic",
+            &renditions(),
+            &LIMITS
+        )
+        .is_err()
+    );
     survives(b"\x89PNG\r\n\x1a\n");
 }
