@@ -39,7 +39,8 @@ enum Command {
     /// Re-render derivatives after a rendition recipe changed.
     #[command(subcommand)]
     Renditions(cli::renditions::RenditionsCommand),
-    /// Benchmarks: `kiln bench images PATH…` runs Kiln's pipeline beside vipsthumbnail.
+    /// Benchmarks: `kiln bench images PATH…` runs Kiln's pipeline beside vipsthumbnail;
+    /// `kiln bench fleet` pushes uploads through API, S3, queue and 1 then 2 workers.
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
 }
@@ -57,6 +58,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Token(a) => cli::token::run(&settings, &a),
         Command::Jobs(cmd) => cli::jobs::run(&settings, cmd).await,
         Command::Renditions(cmd) => cli::renditions::run(&settings, cmd).await,
-        Command::Bench(cmd) => cli::bench::run(&settings, args.config.as_deref(), cmd),
+        Command::Bench(cmd) => cli::bench::run(&settings, args.config.as_deref(), cmd).await,
     }
 }

@@ -108,46 +108,20 @@ async fn upload_one(
         .and_then(|n| n.to_str())
         .unwrap_or("upload")
         .to_owned();
-    let content_type = kiln_shared::domain::content_type::for_path(file);
-    let auth = api_json(
-        client
-            .post(format!("{api}/v1/uploads"))
-            .bearer_auth(token)
-            .json(&json!({"filename": filename, "content_type": content_type, "byte_size": bytes.len(), "method": method}))
-            .send()
-            .await?,
-        "authorize",
-    )
-    .await?;
-    let id = auth["id"].as_str().context("authorize: no id")?.to_owned();
-
     let bar = bars.add(ProgressBar::new(bytes.len() as u64));
     bar.set_style(
         ProgressStyle::with_template("{msg:24!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_message(filename.clone());
-    let send = || async { transfer(client, &auth, &bytes, content_type, &filename, &bar).await };
-    send.retry(
-        ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_times(4),
-    )
-    .when(|e: &TransferError| e.retryable)
-    .notify(|e, after| bar.println(format!("{filename}: {e}; retrying in {after:?}")))
-    .await
-    .map_err(|e| anyhow::anyhow!(e.message))?;
+    let original = Original {
+        filename: &filename,
+        content_type: kiln_shared::domain::content_type::for_path(file),
+        bytes: &bytes,
+    };
+    let id = send_original(client, api, token, method, &original, &bar).await?;
     bar.finish_and_clear();
-
-    api_json(
-        client
-            .post(format!("{api}/v1/uploads/{id}/complete"))
-            .bearer_auth(token)
-            .send()
-            .await?,
-        "complete",
-    )
-    .await?;
+    complete(client, api, token, &id).await?;
 
     let deadline = Instant::now() + Duration::from_secs(timeout);
     loop {
@@ -168,6 +142,91 @@ async fn upload_one(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A file to upload: its name, MIME type and bytes.
+pub(crate) struct Original<'a> {
+    /// File name sent to the API (`filename`).
+    pub filename: &'a str,
+    /// MIME type declared to the API and to S3.
+    pub content_type: &'a str,
+    /// The whole file.
+    pub bytes: &'a Bytes,
+}
+
+/// Authorizes a direct upload (`POST /v1/uploads`) and sends the bytes straight to S3 through
+/// the presigned PUT URL or POST policy (`method`: `put` or `post`), retrying 5xx, 429 and
+/// transport errors with exponential backoff (4 retries from 200 ms). Advances `bar` as bytes
+/// go out. Returns the upload id; the upload is still `pending` until [`complete`].
+///
+/// # Errors
+/// The API refused the authorization (its JSON error in the message), or S3 refused the bytes
+/// or stayed unreachable after the retries.
+pub(crate) async fn send_original(
+    client: &Client,
+    api: &str,
+    token: &str,
+    method: &str,
+    original: &Original<'_>,
+    bar: &ProgressBar,
+) -> anyhow::Result<String> {
+    let auth = api_json(
+        client
+            .post(format!("{api}/v1/uploads"))
+            .bearer_auth(token)
+            .json(
+                &json!({"filename": original.filename, "content_type": original.content_type,
+                          "byte_size": original.bytes.len(), "method": method}),
+            )
+            .send()
+            .await?,
+        "authorize",
+    )
+    .await?;
+    let id = auth["id"].as_str().context("authorize: no id")?.to_owned();
+    let send = || async {
+        transfer(
+            client,
+            &auth,
+            original.bytes,
+            original.content_type,
+            original.filename,
+            bar,
+        )
+        .await
+    };
+    send.retry(
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_times(4),
+    )
+    .when(|e: &TransferError| e.retryable)
+    .notify(|e, after| bar.println(format!("{}: {e}; retrying in {after:?}", original.filename)))
+    .await
+    .map_err(|e| anyhow::anyhow!(e.message))?;
+    Ok(id)
+}
+
+/// Calls `POST /v1/uploads/{id}/complete`: the API checks the object in S3 and queues its
+/// processing. Returns the upload as the API shows it (JSON).
+///
+/// # Errors
+/// The API's error (e.g. `object_missing`, `size_mismatch`) or a transport error.
+pub(crate) async fn complete(
+    client: &Client,
+    api: &str,
+    token: &str,
+    id: &str,
+) -> anyhow::Result<Value> {
+    api_json(
+        client
+            .post(format!("{api}/v1/uploads/{id}/complete"))
+            .bearer_auth(token)
+            .send()
+            .await?,
+        "complete",
+    )
+    .await
 }
 
 #[derive(Debug)]

@@ -599,7 +599,7 @@ impl TestApp {
     /// under `tmp/`), then stops the API and worker and drops the database.
     pub async fn finish(mut self) {
         let renditions = self.renditions_queue().await;
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let depth = self.queue.depth().await.unwrap();
             let renditions_depth = renditions.depth().await.unwrap();

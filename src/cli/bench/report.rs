@@ -1,12 +1,12 @@
 //! The report of `kiln bench images`: the machine, then one table as aligned text or as
 //! markdown, then the thumb-only throughput line.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use kiln_shared::domain::{Fit, Rendition};
 
 use super::images::ImageResult;
+use super::table;
 use super::throughput::Throughput;
 
 /// First line of the markdown block; `scripts/bench-images` replaces the block in
@@ -274,38 +274,13 @@ impl Report {
 
     /// The report as aligned plain text.
     pub fn text(&self) -> String {
-        let headers = self.headers();
-        let rows = self.rows();
-        let widths: Vec<usize> = (0..headers.len())
-            .map(|i| {
-                rows.iter()
-                    .map(|r| r[i].len())
-                    .chain([headers[i].len()])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let line = |cells: &[&str]| {
-            let mut s = String::new();
-            for (i, cell) in cells.iter().enumerate() {
-                if i == 0 {
-                    let _ = write!(s, "{cell:<w$}", w = widths[i]);
-                } else {
-                    let _ = write!(s, "  {cell:>w$}", w = widths[i]);
-                }
-            }
-            s.trim_end().to_owned() + "\n"
-        };
         let mut out = String::new();
         for l in self.method_lines() {
             out += &l;
             out += "\n";
         }
         out += &format!("Command: {}\n\n", self.command);
-        out += &line(&headers.iter().map(String::as_str).collect::<Vec<_>>());
-        for row in &rows {
-            out += &line(&row.iter().map(String::as_str).collect::<Vec<_>>());
-        }
+        out += &table::text(&self.headers(), &self.rows());
         out += "\n";
         out += &self.throughput_line();
         out += "\n";
@@ -319,12 +294,7 @@ impl Report {
             out += &format!("- {l}\n");
         }
         out += &format!("- Command: `{}`\n\n", self.command);
-        let headers = self.headers();
-        out += &format!("| {} |\n", headers.join(" | "));
-        out += &format!("| --- |{}\n", " ---: |".repeat(headers.len() - 1));
-        for row in self.rows() {
-            out += &format!("| {} |\n", row.join(" | "));
-        }
+        out += &table::markdown(&self.headers(), &self.rows());
         out += &format!("\n{}\n", self.throughput_line());
         out += &format!("{MARKDOWN_END}\n");
         out

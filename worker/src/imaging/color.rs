@@ -33,35 +33,44 @@ fn parse(icc: &[u8]) -> Option<Profile> {
     }
 }
 
-/// Converts an 8-bit RGB or RGBA image from the RGB profile `icc` to sRGB, in place. Does
-/// nothing for an sRGB, grey or unreadable profile.
-///
-/// # Errors
-/// [`ImagingError::Render`] when lcms2 cannot build the transform for a profile it parsed.
-pub fn rgb_to_srgb(image: &mut DynamicImage, icc: &[u8]) -> Result<(), ImagingError> {
-    let Some(profile) = parse(icc) else {
-        return Ok(());
-    };
-    if profile.color_space() != ColorSpaceSignature::RgbData || is_srgb(&profile) {
-        return Ok(());
+/// A conversion from an embedded RGB profile to sRGB, parsed once and applied to each
+/// rendition after resizing.
+pub struct ToSrgb {
+    profile: Profile,
+}
+
+impl ToSrgb {
+    /// The conversion from the ICC profile `icc`, or `None` when there is nothing to do: an
+    /// sRGB profile, a profile that is not RGB (grey), or one lcms2 cannot parse (ignored).
+    pub fn new(icc: &[u8]) -> Option<Self> {
+        let profile = parse(icc)?;
+        (profile.color_space() == ColorSpaceSignature::RgbData && !is_srgb(&profile))
+            .then_some(Self { profile })
     }
-    let srgb = Profile::new_srgb();
-    let (format, pixels) = match image {
-        DynamicImage::ImageRgb8(b) => (PixelFormat::RGB_8, &mut **b),
-        DynamicImage::ImageRgba8(b) => (PixelFormat::RGBA_8, &mut **b),
-        _ => return Ok(()),
-    };
-    let transform: Transform<u8, u8> = Transform::new_flags(
-        &profile,
-        format,
-        &srgb,
-        format,
-        Intent::RelativeColorimetric,
-        Flags::COPY_ALPHA,
-    )
-    .map_err(|e| ImagingError::Render(format!("ICC transform: {e}")))?;
-    transform.transform_in_place(pixels);
-    Ok(())
+
+    /// Converts an 8-bit RGB or RGBA image to sRGB in place (alpha copied); other pixel
+    /// types are left alone.
+    ///
+    /// # Errors
+    /// [`ImagingError::Render`] when lcms2 cannot build the transform for the parsed profile.
+    pub fn apply(&self, image: &mut DynamicImage) -> Result<(), ImagingError> {
+        let (format, pixels) = match image {
+            DynamicImage::ImageRgb8(b) => (PixelFormat::RGB_8, &mut **b),
+            DynamicImage::ImageRgba8(b) => (PixelFormat::RGBA_8, &mut **b),
+            _ => return Ok(()),
+        };
+        let transform: Transform<u8, u8> = Transform::new_flags(
+            &self.profile,
+            format,
+            &Profile::new_srgb(),
+            format,
+            Intent::RelativeColorimetric,
+            Flags::COPY_ALPHA,
+        )
+        .map_err(|e| ImagingError::Render(format!("ICC transform: {e}")))?;
+        transform.transform_in_place(pixels);
+        Ok(())
+    }
 }
 
 /// Converts interleaved 8-bit CMYK (`width × height × 4` bytes) to sRGB. With `inverted`

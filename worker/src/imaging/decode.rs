@@ -2,7 +2,10 @@
 //! [`Limits`] before any pixel is decoded; the decoder's allocations are capped as well. The
 //! result is oriented as displayed (EXIF Orientation applied once, or for HEIF/AVIF the
 //! container's `irot`/`imir` transforms, which libheif applies itself) and normalised to 8-bit
-//! RGB or RGBA.
+//! RGB or RGBA. An RGB image with an embedded ICC profile is returned in that profile with the
+//! profile beside it ([`Decoded::icc`]): converting the few pixels of each rendition after
+//! resizing costs far less than converting a 12 MP decode, as `vipsthumbnail` also does. CMYK
+//! is converted while decoding (it cannot be resized as RGB).
 
 use std::io::Cursor;
 
@@ -14,7 +17,7 @@ use libheif_rs::{
     RgbChroma,
 };
 
-use super::{ImageFormat, ImagingError, color, frames, jpeg};
+use super::{ImageFormat, ImagingError, color, frames, heif_ycbcr, jpeg, png_stream, webp_decode};
 
 /// Decode limits (from `worker.*` settings).
 #[derive(Debug, Clone, Copy)]
@@ -72,13 +75,18 @@ impl Limits {
     }
 }
 
-/// A decoded, oriented, sRGB image, possibly reduced by shrink-on-load.
+/// A decoded, oriented image, possibly reduced by shrink-on-load.
 #[derive(Debug)]
 pub struct Decoded {
-    /// Pixels as displayed, 8-bit RGB (`ImageRgb8`) or RGBA (`ImageRgba8`), in sRGB. May be
-    /// smaller than [`Decoded::width`] × [`Decoded::height`] (JPEG DCT scaling, HEIF
-    /// thumbnail), but never smaller than the largest rendition needs.
+    /// Pixels as displayed, 8-bit RGB (`ImageRgb8`) or RGBA (`ImageRgba8`), in sRGB unless
+    /// [`Decoded::icc`] is set. May be smaller than [`Decoded::width`] × [`Decoded::height`]
+    /// (JPEG DCT scaling, WebP scaled decoding, HEIF thumbnail), but never smaller than the
+    /// largest rendition needs.
     pub image: DynamicImage,
+    /// The embedded RGB ICC profile the pixels are still in, to convert to sRGB after
+    /// resizing ([`color::ToSrgb`]); `None` when they are sRGB already (no profile, an sRGB
+    /// profile, or a converted CMYK image). See [`Decoded::into_srgb`].
+    pub icc: Option<Vec<u8>>,
     /// Full width of the original as displayed (after orientation), in pixels.
     pub width: u32,
     /// Full height of the original as displayed, in pixels.
@@ -86,6 +94,20 @@ pub struct Decoded {
     /// Frames in the file: 1 for still images, the frame count of an animated GIF, WebP or
     /// APNG (whose first frame is `image`).
     pub frame_count: u32,
+}
+
+impl Decoded {
+    /// The image converted to sRGB now, at its decoded size (for callers that want pixels, not
+    /// renditions: tests and benchmarks).
+    ///
+    /// # Errors
+    /// [`ImagingError::Render`] when lcms2 cannot build the transform.
+    pub fn into_srgb(mut self) -> Result<Self, ImagingError> {
+        if let Some(to_srgb) = self.icc.take().as_deref().and_then(color::ToSrgb::new) {
+            to_srgb.apply(&mut self.image)?;
+        }
+        Ok(self)
+    }
 }
 
 /// The fraction of the full size (0 < s ≤ 1) that still gives every rendition enough pixels:
@@ -120,7 +142,7 @@ pub fn decode(
     let mut decoded = match format {
         ImageFormat::Heif | ImageFormat::Avif => decode_heif(bytes, limits, renditions)?,
         ImageFormat::Jpeg => decode_jpeg(bytes, limits, renditions, exif_orientation)?,
-        other => decode_with_image(bytes, other, limits)?,
+        other => decode_with_image(bytes, other, limits, renditions)?,
     };
     decoded.image = match decoded.image {
         DynamicImage::ImageRgb8(_) | DynamicImage::ImageRgba8(_) => decoded.image,
@@ -189,6 +211,10 @@ fn decode_jpeg(
         }
         Err(e) => return Err(e),
     };
+    let icc = match &pixels {
+        jpeg::JpegPixels::Rgb { .. } => header.icc.clone(),
+        jpeg::JpegPixels::Cmyk { .. } => None,
+    };
     let mut image = match pixels {
         jpeg::JpegPixels::Rgb {
             width,
@@ -197,11 +223,7 @@ fn decode_jpeg(
         } => {
             let buf = image::RgbImage::from_raw(width, height, data)
                 .ok_or_else(|| ImagingError::Corrupt("JPEG: short pixel buffer".into()))?;
-            let mut image = DynamicImage::ImageRgb8(buf);
-            if let Some(icc) = &header.icc {
-                color::rgb_to_srgb(&mut image, icc)?;
-            }
-            image
+            DynamicImage::ImageRgb8(buf)
         }
         jpeg::JpegPixels::Cmyk {
             width,
@@ -224,6 +246,7 @@ fn decode_jpeg(
     };
     Ok(Decoded {
         image,
+        icc,
         width,
         height,
         frame_count: 1,
@@ -234,6 +257,7 @@ fn decode_with_image(
     bytes: &[u8],
     format: ImageFormat,
     limits: &Limits,
+    renditions: &[Rendition],
 ) -> Result<Decoded, ImagingError> {
     let fmt = match format {
         ImageFormat::Png => image::ImageFormat::Png,
@@ -263,20 +287,46 @@ fn decode_with_image(
     // Unreadable EXIF or ICC means "none", never a failure.
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let icc = decoder.icc_profile().ok().flatten();
-    let mut image = DynamicImage::from_decoder(decoder).map_err(image_error)?;
-    if let Some(icc) = icc {
-        image = match image {
-            DynamicImage::ImageRgb8(_) | DynamicImage::ImageRgba8(_) => image,
-            other if other.color().has_alpha() => DynamicImage::ImageRgba8(other.to_rgba8()),
-            other => DynamicImage::ImageRgb8(other.to_rgb8()),
-        };
-        color::rgb_to_srgb(&mut image, &icc)?;
-    }
+    let (width, height) = if swaps_axes(orientation) {
+        (h, w)
+    } else {
+        (w, h)
+    };
+    // Shrink-on-load to twice what the largest rendition needs (the Lanczos reduce in
+    // `render` does the rest, as in libvips). The scale is the same on both axes, so the
+    // displayed size serves as well as the stored one.
+    let scale = (2.0 * needed_scale(width, height, renditions)).min(1.0);
+    let shrink_png = if format == ImageFormat::Png && frame_count == 1 {
+        let need = |v: u32| ((f64::from(v) * scale).ceil() as u32).max(1);
+        Some((w / need(w)).min(h / need(h))).filter(|&f| f >= 2)
+    } else {
+        None
+    };
+    let streamed = match shrink_png {
+        // Interlaced PNGs come back Unsupported here and take the whole-frame path below.
+        Some(factor) => match png_stream::decode_shrunk(bytes, factor, limits.max_alloc()) {
+            Err(ImagingError::Unsupported(_)) => None,
+            other => Some(other?),
+        },
+        None => None,
+    };
+    let mut image = if let Some(image) = streamed {
+        image
+    } else if format == ImageFormat::Webp && frame_count == 1 {
+        // A still WebP: libwebp rescales while it decodes.
+        let alpha = decoder.color_type().has_alpha();
+        drop(decoder);
+        let out = |v: u32| ((f64::from(v) * scale).ceil() as u32).clamp(1, v);
+        webp_decode::decode_scaled(bytes, (w, h), alpha, (out(w), out(h)))?
+    } else {
+        DynamicImage::from_decoder(decoder).map_err(image_error)?
+    };
     image.apply_orientation(orientation);
     Ok(Decoded {
-        width: image.width(),
-        height: image.height(),
         image,
+        icc,
+        width,
+        height,
         frame_count,
     })
 }
@@ -320,6 +370,10 @@ fn decode_heif(
     security.set_max_image_size_pixels(limits.max_pixels);
     security.set_max_total_memory(limits.max_alloc());
     ctx.set_security_limits(&security).map_err(heif_error)?;
+    // Grid tiles on this thread: libheif's default starts a thread per tile (4 at a time), which
+    // costs CPU (thread starts, a decoder per thread) that a worker running one job per core
+    // pays for nothing; workers get their parallelism from `worker.concurrency`.
+    ctx.set_max_decoding_threads(0);
     ctx.read_bytes(bytes).map_err(heif_error)?;
     let primary = ctx.primary_image_handle().map_err(heif_error)?;
     // Width and height of the handle are as displayed (after irot/imir), from the header.
@@ -330,18 +384,55 @@ fn decode_heif(
     let thumbnail = usable_thumbnail(&primary, need(width), need(height));
     let handle = thumbnail.as_ref().unwrap_or(&primary);
     let alpha = handle.has_alpha_channel();
+    // Strict: a grid image with a missing or undecodable tile (a truncated file) is an error,
+    // not a picture with grey holes.
+    let options = || {
+        let mut options = DecodingOptions::new().ok_or_else(|| {
+            ImagingError::Render("libheif: cannot allocate decoding options".into())
+        })?;
+        options.set_strict_decoding(true);
+        Ok::<_, ImagingError>(options)
+    };
+    let icc = primary.color_profile_raw().map(|p| p.data);
+    let ycbcr = match handle.preferred_decoding_colorspace() {
+        Ok(space @ ColorSpace::YCbCr(_))
+            if !alpha
+                && handle.luma_bits_per_pixel() == 8
+                && handle.chroma_bits_per_pixel() == 8 =>
+        {
+            Some(space)
+        }
+        _ => None,
+    };
+    if let Some(space) = ycbcr {
+        let decoded = LibHeif::new()
+            .decode(handle, space, Some(options()?))
+            .map_err(heif_error)?;
+        let planes = decoded.planes();
+        let matrix = heif_ycbcr::Matrix::for_nclx(decoded.color_profile_nclx().as_ref());
+        if let (Some(y), Some(cb), Some(cr), Some(matrix)) =
+            (&planes.y, &planes.cb, &planes.cr, matrix)
+        {
+            let out_w = need(width).min(y.width).max(1);
+            let out_h = need(height).min(y.height).max(1);
+            let image = heif_ycbcr::to_rgb((y, cb, cr), &matrix, out_w, out_h)?;
+            return Ok(Decoded {
+                image,
+                icc,
+                width,
+                height,
+                frame_count: 1,
+            });
+        }
+        // Identity, YCgCo or another matrix without Kr/Kb: libheif converts (below).
+    }
     let chroma = if alpha {
         RgbChroma::Rgba
     } else {
         RgbChroma::Rgb
     };
-    // Strict: a grid image with a missing or undecodable tile (a truncated file) is an error,
-    // not a picture with grey holes.
-    let mut options = DecodingOptions::new()
-        .ok_or_else(|| ImagingError::Render("libheif: cannot allocate decoding options".into()))?;
-    options.set_strict_decoding(true);
     let decoded = LibHeif::new()
-        .decode(handle, ColorSpace::Rgb(chroma), Some(options))
+        .decode(handle, ColorSpace::Rgb(chroma), Some(options()?))
         .map_err(heif_error)?;
     let planes = decoded.planes();
     let plane = planes.interleaved.ok_or_else(|| {
@@ -360,16 +451,14 @@ fn decode_heif(
         buf.extend_from_slice(line);
     }
     let too_short = || ImagingError::Corrupt("HEIF plane buffer too short".into());
-    let mut image = if alpha {
+    let image = if alpha {
         DynamicImage::ImageRgba8(image::RgbaImage::from_raw(w, h, buf).ok_or_else(too_short)?)
     } else {
         DynamicImage::ImageRgb8(image::RgbImage::from_raw(w, h, buf).ok_or_else(too_short)?)
     };
-    if let Some(profile) = primary.color_profile_raw() {
-        color::rgb_to_srgb(&mut image, &profile.data)?;
-    }
     Ok(Decoded {
         image,
+        icc,
         width,
         height,
         frame_count: 1,

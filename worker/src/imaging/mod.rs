@@ -1,18 +1,22 @@
 //! The image pipeline: sniff the real format, check the header against the limits, decode
-//! once at the smallest scale that serves the largest rendition (JPEG shrink-on-load, HEIF
-//! embedded thumbnail), convert to sRGB, auto-orient, render every rendition from that one
-//! buffer, encode, and read the metadata and a ThumbHash placeholder. Pure CPU work with no
+//! once at the smallest scale that serves the largest rendition (JPEG shrink-on-load, WebP
+//! scaled decoding, PNG row-by-row box shrink, HEIF embedded thumbnail), auto-orient, render every rendition from that one
+//! buffer, convert each to sRGB (after resizing: fewer pixels), encode, and read the metadata
+//! and a ThumbHash placeholder. Pure CPU work with no
 //! I/O, so the job runs it on a blocking thread ([`process`]).
 
 pub mod color;
 pub mod decode;
 pub mod encode;
 pub mod frames;
+pub mod heif_ycbcr;
 pub mod jpeg;
 pub mod metadata;
 pub mod placeholder;
+pub mod png_stream;
 pub mod render;
 pub mod sniff;
+pub mod webp_decode;
 
 use kiln_shared::domain::{ErrorCode, ImageMetadata, Rendition};
 use sha2::{Digest, Sha256};
@@ -92,7 +96,8 @@ fn sniff_format(bytes: &[u8]) -> Result<ImageFormat, ImagingError> {
 }
 
 /// The decode step of [`process`] alone: sniff, header limits, decode at the scale
-/// `renditions` need, sRGB, orientation. For tests and benchmarks that compare pixels.
+/// `renditions` need, orientation, then sRGB at the decoded size (which [`process`] does per
+/// rendition instead). For tests and benchmarks that compare pixels.
 ///
 /// # Errors
 /// As [`process`].
@@ -103,7 +108,7 @@ pub fn decode_original(
 ) -> Result<decode::Decoded, ImagingError> {
     let format = sniff_format(bytes)?;
     let orientation = metadata::read_exif(bytes).and_then(|e| e.orientation);
-    decode::decode(bytes, format, limits, renditions, orientation)
+    decode::decode(bytes, format, limits, renditions, orientation)?.into_srgb()
 }
 
 /// Runs the whole pipeline on an original's bytes.
@@ -131,6 +136,7 @@ pub fn process(
     let orientation = exif.as_ref().and_then(|e| e.orientation);
     let decoded = decode::decode(bytes, format, limits, renditions, orientation)?;
     let image = decoded.image;
+    let to_srgb = decoded.icc.as_deref().and_then(color::ToSrgb::new);
     let full = (decoded.width, decoded.height);
     timings.decode = started.elapsed();
     tracing::debug!(
@@ -155,7 +161,10 @@ pub fn process(
     let mut derivatives = Vec::with_capacity(renditions.len());
     for r in order {
         let t = std::time::Instant::now();
-        let resized = render::render(&image, r, full)?;
+        let mut resized = render::render(&image, r, full)?;
+        if let Some(to_srgb) = &to_srgb {
+            to_srgb.apply(&mut resized)?;
+        }
         timings.render += t.elapsed();
         let t = std::time::Instant::now();
         let exif = if r.keep_metadata {
@@ -176,7 +185,7 @@ pub fn process(
     // Back in the order given.
     derivatives.sort_by_key(|d| renditions.iter().position(|r| r.name == d.rendition.name));
     let t = std::time::Instant::now();
-    let thumbhash = placeholder::thumbhash(&image)?;
+    let thumbhash = placeholder::thumbhash(&image, to_srgb.as_ref())?;
     timings.render += t.elapsed();
     let metadata = ImageMetadata {
         width: full.0,

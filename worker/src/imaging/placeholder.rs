@@ -8,20 +8,22 @@ use fast_image_resize::{PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::DynamicImage;
 
 use super::ImagingError;
+use super::color::ToSrgb;
 
 /// ThumbHash's input limit: at most 100 × 100 pixels.
 const MAX_SIDE: f64 = 100.0;
 
 /// The ThumbHash of an 8-bit RGB or RGBA image, as standard base64 (about 30 characters).
 /// The image is first reduced to fit 100 × 100 (box filter: the hash keeps only a few DCT
-/// coefficients, so a finer filter would change nothing).
+/// coefficients, so a finer filter would change nothing), then converted to sRGB with
+/// `to_srgb` when the pixels are still in an embedded profile.
 ///
 /// # Errors
 /// [`ImagingError::Render`] when the image is not 8-bit RGB/RGBA or the resizer fails.
-pub fn thumbhash(image: &DynamicImage) -> Result<String, ImagingError> {
-    let rgba = match image {
-        DynamicImage::ImageRgba8(b) => std::borrow::Cow::Borrowed(b),
-        DynamicImage::ImageRgb8(_) => std::borrow::Cow::Owned(image.to_rgba8()),
+pub fn thumbhash(image: &DynamicImage, to_srgb: Option<&ToSrgb>) -> Result<String, ImagingError> {
+    let (pixel_type, raw) = match image {
+        DynamicImage::ImageRgba8(b) => (PixelType::U8x4, b.as_raw()),
+        DynamicImage::ImageRgb8(b) => (PixelType::U8x3, b.as_raw()),
         other => {
             return Err(ImagingError::Render(format!(
                 "unexpected pixel type {:?}",
@@ -29,13 +31,13 @@ pub fn thumbhash(image: &DynamicImage) -> Result<String, ImagingError> {
             )));
         }
     };
-    let (w, h) = (rgba.width(), rgba.height());
+    let (w, h) = (image.width(), image.height());
     let scale = (MAX_SIDE / f64::from(w.max(h))).min(1.0);
     let tw = ((f64::from(w) * scale).round() as u32).max(1);
     let th = ((f64::from(h) * scale).round() as u32).max(1);
-    let src = ImageRef::new(w, h, rgba.as_raw(), PixelType::U8x4)
-        .map_err(|e| ImagingError::Render(e.to_string()))?;
-    let mut dst = Image::new(tw, th, PixelType::U8x4);
+    let render = |e: fast_image_resize::ImageBufferError| ImagingError::Render(e.to_string());
+    let src = ImageRef::new(w, h, raw, pixel_type).map_err(render)?;
+    let mut dst = Image::new(tw, th, pixel_type);
     Resizer::new()
         .resize(
             &src,
@@ -44,7 +46,18 @@ pub fn thumbhash(image: &DynamicImage) -> Result<String, ImagingError> {
                 .resize_alg(ResizeAlg::Convolution(fast_image_resize::FilterType::Box)),
         )
         .map_err(|e| ImagingError::Render(e.to_string()))?;
-    let hash = ::thumbhash::rgba_to_thumb_hash(tw as usize, th as usize, dst.buffer());
+    let small = dst.into_vec();
+    let short = || ImagingError::Render("reduced image has the wrong size".into());
+    let mut small = if pixel_type == PixelType::U8x4 {
+        DynamicImage::ImageRgba8(image::RgbaImage::from_raw(tw, th, small).ok_or_else(short)?)
+    } else {
+        DynamicImage::ImageRgb8(image::RgbImage::from_raw(tw, th, small).ok_or_else(short)?)
+    };
+    if let Some(to_srgb) = to_srgb {
+        to_srgb.apply(&mut small)?;
+    }
+    let rgba = small.to_rgba8();
+    let hash = ::thumbhash::rgba_to_thumb_hash(tw as usize, th as usize, rgba.as_raw());
     Ok(base64::engine::general_purpose::STANDARD.encode(hash))
 }
 
@@ -59,7 +72,7 @@ mod tests {
             480,
             image::Rgb([200, 0, 0]),
         ));
-        let hash = thumbhash(&img).unwrap();
+        let hash = thumbhash(&img, None).unwrap();
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(&hash)
             .unwrap();
