@@ -1,7 +1,7 @@
 //! Encoding derivatives: lossy WebP through libwebp (the `webp` crate; `image` only writes
-//! lossless WebP), baseline JPEG through `image`'s encoder, or lossy AVIF through `image`'s
-//! `ravif` (rav1e) encoder at speed [`AVIF_SPEED`], for renditions that ask for it. JPEG has no
-//! alpha, so a transparent image is flattened onto white first.
+//! lossless WebP), baseline JPEG (4:2:0) through libjpeg-turbo (`turbojpeg`), or lossy AVIF
+//! through `image`'s `ravif` (rav1e) encoder at speed [`AVIF_SPEED`], for renditions that ask
+//! for it. JPEG has no alpha, so a transparent image is flattened onto white first.
 //!
 //! Derivatives carry no EXIF or GPS unless their recipe sets `keep_metadata`. Then the
 //! original's EXIF (a TIFF structure, EXIF 2.32 §4.5) goes into the JPEG's APP1 segment or the
@@ -61,24 +61,50 @@ pub fn encode(
                 DynamicImage::ImageRgba8(rgba) => flatten_on_white(rgba),
                 other => other.to_rgb8(),
             };
-            let mut out = Vec::new();
-            let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality);
-            if let Some(exif) = exif {
-                encoder
-                    .set_exif_metadata(exif.to_vec())
-                    .map_err(|e| ImagingError::Render(format!("jpeg exif: {e}")))?;
+            let jpeg_error = |e: turbojpeg::Error| ImagingError::Render(format!("jpeg: {e}"));
+            let mut compressor = turbojpeg::Compressor::new().map_err(jpeg_error)?;
+            compressor
+                .set_quality(i32::from(quality))
+                .map_err(jpeg_error)?;
+            compressor
+                .set_subsamp(turbojpeg::Subsamp::Sub2x2)
+                .map_err(jpeg_error)?;
+            let out = compressor
+                .compress_to_vec(turbojpeg::Image {
+                    pixels: rgb.as_raw().as_slice(),
+                    width: rgb.width() as usize,
+                    pitch: rgb.width() as usize * 3,
+                    height: rgb.height() as usize,
+                    format: turbojpeg::PixelFormat::RGB,
+                })
+                .map_err(jpeg_error)?;
+            match exif {
+                Some(exif) => jpeg_with_exif(&out, exif),
+                None => Ok(out),
             }
-            encoder
-                .write_image(
-                    rgb.as_raw(),
-                    rgb.width(),
-                    rgb.height(),
-                    image::ExtendedColorType::Rgb8,
-                )
-                .map_err(|e| ImagingError::Render(format!("jpeg: {e}")))?;
-            Ok(out)
         }
     }
+}
+
+/// `jpeg` with an `APP1` Exif segment (`FF E1`, length, `Exif\0\0`, then the TIFF-structured
+/// block: Exif 2.32 §4.5.4 and 4.7.2) inserted right after SOI, where readers look for it.
+///
+/// # Errors
+/// [`ImagingError::Render`] when `jpeg` does not start with SOI or the block does not fit one
+/// segment (64 KiB).
+fn jpeg_with_exif(jpeg: &[u8], tiff: &[u8]) -> Result<Vec<u8>, ImagingError> {
+    let length = u16::try_from(2 + 6 + tiff.len())
+        .map_err(|_| ImagingError::Render("EXIF block too large for one APP1 segment".into()))?;
+    let body = jpeg
+        .strip_prefix(&[0xFF, 0xD8])
+        .ok_or_else(|| ImagingError::Render("encoder output has no SOI".into()))?;
+    let mut out = Vec::with_capacity(jpeg.len() + tiff.len() + 10);
+    out.extend_from_slice(&[0xFF, 0xD8, 0xFF, 0xE1]);
+    out.extend_from_slice(&length.to_be_bytes());
+    out.extend_from_slice(b"Exif\0\0");
+    out.extend_from_slice(tiff);
+    out.extend_from_slice(body);
+    Ok(out)
 }
 
 /// A copy of the EXIF block `tiff` (TIFF header + IFD0…) with IFD0's Orientation (0x0112)
