@@ -110,15 +110,26 @@ async fn api_and_worker_export_what_happened() {
     assert!(sample(&worker, "kiln_processed_bytes_total", &[]).unwrap() > 0.0);
     assert_eq!(sample(&worker, "kiln_build_info", &[]), Some(1.0));
 
-    let api = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // The API caches its Postgres and Redis gauges for up to 5 s, and the dead job reaches
+    // `{q}:dead` only when apalis acks the attempt, after the row turned `failed`: a refresh
+    // can fall in between, so wait for a scrape that has both.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let api = loop {
+        let api = app
+            .client
+            .get(format!("{}/metrics", app.address))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let dead = sample(&api, "kiln_queue_jobs", &[("queue", q), ("state", "dead")]);
+        if dead == Some(1.0) || std::time::Instant::now() > deadline {
+            break api;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
     assert_eq!(
         sample(&api, "kiln_uploads", &[("state", "ready")]),
         Some(3.0),
