@@ -16,6 +16,19 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Scrapes `url` every 200 ms until `done` holds for the body or 15 s pass, and returns the
+/// last body (the assertions that follow say what was missing).
+async fn scrape_until(client: &reqwest::Client, url: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let text = client.get(url).send().await.unwrap().text().await.unwrap();
+        if done(&text) || std::time::Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn api_and_worker_export_what_happened() {
     let mut app = spawn_app_with(TestOptions {
@@ -40,44 +53,24 @@ async fn api_and_worker_export_what_happened() {
         "failed"
     );
     // The row turns `failed` before the attempt returns and is counted: wait for the count.
-    let url = format!("http://127.0.0.1:{port}/metrics");
     let q = app.settings.redis.queue.clone();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let text = app
-            .client
-            .get(&url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let failed = sample(
-            &text,
-            "kiln_jobs_total",
-            &[("queue", &q), ("outcome", "failed")],
-        );
-        if failed == Some(1.0) || std::time::Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-
-    let worker = app
-        .client
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await
-        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let response = app.client.get(&url).send().await.unwrap();
     assert!(
-        worker.headers()["content-type"]
+        response.headers()["content-type"]
             .to_str()
             .unwrap()
             .starts_with("text/plain; version=0.0.4")
     );
-    let worker = worker.text().await.unwrap();
-    let q = app.settings.redis.queue.as_str();
+    let worker = scrape_until(&app.client, &url, |text| {
+        sample(
+            text,
+            "kiln_jobs_total",
+            &[("queue", &q), ("outcome", "failed")],
+        ) == Some(1.0)
+    })
+    .await;
+    let q = q.as_str();
     assert_eq!(
         sample(
             &worker,
@@ -113,23 +106,10 @@ async fn api_and_worker_export_what_happened() {
     // The API caches its Postgres and Redis gauges for up to 5 s, and the dead job reaches
     // `{q}:dead` only when apalis acks the attempt, after the row turned `failed`: a refresh
     // can fall in between, so wait for a scrape that has both.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    let api = loop {
-        let api = app
-            .client
-            .get(format!("{}/metrics", app.address))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let dead = sample(&api, "kiln_queue_jobs", &[("queue", q), ("state", "dead")]);
-        if dead == Some(1.0) || std::time::Instant::now() > deadline {
-            break api;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    };
+    let api = scrape_until(&app.client, &format!("{}/metrics", app.address), |text| {
+        sample(text, "kiln_queue_jobs", &[("queue", q), ("state", "dead")]) == Some(1.0)
+    })
+    .await;
     assert_eq!(
         sample(&api, "kiln_uploads", &[("state", "ready")]),
         Some(3.0),
