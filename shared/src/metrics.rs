@@ -53,6 +53,15 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 impl Metrics {
+    /// Records one finished job attempt on `queue`: `kiln_jobs_total{queue,outcome}` + 1 and
+    /// `kiln_job_duration_seconds{queue}` observes `elapsed` (seconds).
+    pub fn record_job(&self, queue: &str, outcome: &str, elapsed: std::time::Duration) {
+        self.jobs.with_label_values(&[queue, outcome]).inc();
+        self.job_duration
+            .with_label_values(&[queue])
+            .observe(elapsed.as_secs_f64());
+    }
+
     /// Creates the worker's labelled series at 0 for `queue`: each job outcome, each error
     /// code, each stage, each sweeper action and result. A counter that first appears at 1
     /// hides that increase from `rate()` and `increase()`, and a missing series would make

@@ -260,8 +260,9 @@ impl Fleet<'_> {
         format!("http://127.0.0.1:{}", self.args.port)
     }
 
-    /// A `kiln ROLE` child with this run's queue and ports, logging JSON to `{logs}/{name}.log`.
-    fn spawn(&self, role: &str, name: &str, metrics_port: u16) -> anyhow::Result<Child> {
+    /// A `kiln ROLE` child with this run's queue (a worker's metrics on `metrics_port`),
+    /// logging JSON to `{logs}/{queue}-{name}.log`.
+    fn spawn(&self, role: &str, name: &str, metrics_port: Option<u16>) -> anyhow::Result<Child> {
         let log = std::fs::File::create(self.logs.join(format!("{}-{name}.log", self.queue)))?;
         let mut cmd = Command::new(std::env::current_exe()?);
         if let Some(config) = self.config {
@@ -274,15 +275,14 @@ impl Fleet<'_> {
                 "KILN__WORKER__CONCURRENCY",
                 self.args.concurrency.to_string(),
             )
-            .env(
-                "KILN__WORKER__METRICS_LISTEN",
-                format!("127.0.0.1:{metrics_port}"),
-            )
             .env("KILN__TELEMETRY__FORMAT", "json")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .kill_on_drop(true);
+        if let Some(port) = metrics_port {
+            cmd.env("KILN__WORKER__METRICS_LISTEN", format!("127.0.0.1:{port}"));
+        }
         cmd.spawn()
             .with_context(|| format!("while starting kiln {role}"))
     }
@@ -300,7 +300,7 @@ impl Fleet<'_> {
             false,
             Duration::from_secs(3600),
         )?;
-        let mut api = self.spawn("api", "api", self.args.port)?;
+        let mut api = self.spawn("api", "api", None)?;
         wait_http(&client, &format!("{}/readyz", self.api_url()), &mut api).await?;
 
         let warmups = u32::from(workers) * 2;
@@ -317,7 +317,7 @@ impl Fleet<'_> {
         let mut children = Vec::new();
         for w in 0..workers {
             let port = self.args.port + 1 + w;
-            let mut child = self.spawn("worker", &format!("worker{w}"), port)?;
+            let mut child = self.spawn("worker", &format!("worker{w}"), Some(port))?;
             wait_http(
                 &client,
                 &format!("http://127.0.0.1:{port}/metrics"),

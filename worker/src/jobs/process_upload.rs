@@ -196,14 +196,7 @@ pub async fn handle(
         Err(e) if e.downcast_ref::<AbortError>().is_some() => "failed",
         Err(_) => "error",
     };
-    metrics
-        .jobs
-        .with_label_values(&[queue.as_str(), outcome])
-        .inc();
-    metrics
-        .job_duration
-        .with_label_values(&[queue.as_str()])
-        .observe(started.elapsed().as_secs_f64());
+    metrics.record_job(&queue, outcome, started.elapsed());
     result.map(|_| ())
 }
 
