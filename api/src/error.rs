@@ -1,21 +1,22 @@
-//! `ApiError`: every failure an endpoint can return, mapped to a status code and a stable
-//! snake_case code in one place. Bodies are `{"error": {"code": "…", "message": "…"}}`.
-//! Internal causes are logged, never sent to the client. [`ErrorBody`] is that body's type, so
-//! the OpenAPI schema of error responses is the type that is serialized.
+//! `ApiError`: every failure an endpoint can return. Its stable code, HTTP status and client
+//! message come from the one taxonomy table ([`ErrorCode::spec`]); bodies are
+//! `{"error": {"code": "…", "message": "…"}}` ([`ErrorBody`]). Internal causes (S3 operations,
+//! keys, SQL) are logged with the request's span, never sent to the client.
 
 use axum::Json;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use kiln_shared::db::DbError;
+use kiln_shared::domain::{Classify, ErrorCode};
 use kiln_shared::queue::QueueError;
 use kiln_shared::storage::StorageError;
-use serde::Serialize;
-use utoipa::ToSchema;
+pub use kiln_shared::wire::{ErrorBody, ErrorDetail};
 
 /// An API failure.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// 401 `unauthorized`: no, malformed, bad or expired bearer token.
+    /// 401 `unauthorized`: no, malformed, bad or expired bearer token (the reason is the
+    /// client's own token's, so it is shown).
     #[error("{0}")]
     Unauthorized(String),
     /// 403 `forbidden`: the token lacks the scope the route needs.
@@ -41,7 +42,7 @@ pub enum ApiError {
         /// Request path.
         path: String,
     },
-    /// 400 `invalid_request`: a malformed body or parameter.
+    /// 400 `invalid_request`: a malformed body or parameter (the message names the field).
     #[error("{0}")]
     InvalidRequest(String),
     /// 413 `upload_too_large`: `byte_size` over `api.max_upload_bytes`.
@@ -66,37 +67,56 @@ pub enum ApiError {
         /// Stored size, in bytes.
         actual: u64,
     },
-    /// 503 `storage_unavailable`.
-    #[error("object storage is unavailable")]
+    /// S3 failed: 503 `storage_unavailable`, 502 `storage_rejected` or 500 `internal` (a
+    /// presign or request-building fault), per [`StorageError`]'s code.
+    #[error("object storage failed: {0}")]
     Storage(#[source] StorageError),
-    /// 503 `database_unavailable`.
-    #[error("the database is unavailable")]
+    /// Postgres failed: 503 `database_unavailable`, or 500 `internal` for a corrupt row or a
+    /// rejected statement.
+    #[error("the database failed: {0}")]
     Database(#[source] DbError),
     /// 503 `queue_unavailable`.
-    #[error("the job queue is unavailable")]
+    #[error("the job queue failed: {0}")]
     Queue(#[source] QueueError),
 }
 
-impl ApiError {
-    /// Status and stable code.
-    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+impl Classify for ApiError {
+    fn code(&self) -> ErrorCode {
         match self {
-            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Self::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
-            Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-            Self::RouteNotFound { .. } => (StatusCode::NOT_FOUND, "route_not_found"),
-            Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
-            Self::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "upload_too_large"),
-            Self::UnsupportedContentType(_) => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_content_type",
-            ),
-            Self::ObjectMissing => (StatusCode::CONFLICT, "object_missing"),
-            Self::SizeMismatch { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "size_mismatch"),
-            Self::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
-            Self::Database(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
-            Self::Queue(_) => (StatusCode::SERVICE_UNAVAILABLE, "queue_unavailable"),
+            Self::Unauthorized(_) => ErrorCode::Unauthorized,
+            Self::Forbidden => ErrorCode::Forbidden,
+            Self::NotFound => ErrorCode::NotFound,
+            Self::RouteNotFound { .. } => ErrorCode::RouteNotFound,
+            Self::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
+            Self::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            Self::TooLarge { .. } => ErrorCode::UploadTooLarge,
+            Self::UnsupportedContentType(_) => ErrorCode::UnsupportedContentType,
+            Self::ObjectMissing => ErrorCode::ObjectMissing,
+            Self::SizeMismatch { .. } => ErrorCode::SizeMismatch,
+            Self::Storage(e) => e.code(),
+            Self::Database(e) => e.code(),
+            Self::Queue(e) => e.code(),
+        }
+    }
+}
+
+impl ApiError {
+    /// Status and stable code, both from the taxonomy table.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        let code = self.code();
+        let status =
+            StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, code.as_str())
+    }
+
+    /// The message the client sees: the failure's own text where it is about the client's
+    /// request (a field, a size, a path), the code's fixed message where the cause is internal.
+    pub fn client_message(&self) -> String {
+        match self {
+            Self::Storage(_) | Self::Database(_) | Self::Queue(_) => {
+                self.code().client_message().to_owned()
+            }
+            other => other.to_string(),
         }
     }
 }
@@ -121,33 +141,17 @@ impl From<QueueError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code) = self.status_and_code();
+        let (status, _) = self.status_and_code();
+        let code = self.code();
         if status.is_server_error() {
-            tracing::error!(error = ?self, code, "request failed");
+            tracing::error!(error = %self, code = code.as_str(), "request failed");
         }
         let body = ErrorBody {
             error: ErrorDetail {
                 code,
-                message: self.to_string(),
+                message: self.client_message(),
             },
         };
         (status, Json(body)).into_response()
     }
-}
-
-/// The body of every error response: `{"error": {"code": "…", "message": "…"}}`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// What went wrong.
-    pub error: ErrorDetail,
-}
-
-/// The `error` object of an error body.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// Stable snake_case code, e.g. `not_found` (each response's description names its codes).
-    #[schema(example = "not_found")]
-    pub code: &'static str,
-    /// Human-readable reason; for people, not for matching.
-    pub message: String,
 }

@@ -12,5 +12,6 @@ pub mod regenerate;
 pub mod retry;
 pub mod storage;
 pub mod telemetry;
+pub mod wire;
 
 pub use config::Settings;

@@ -70,7 +70,7 @@ impl Metrics {
         for outcome in ["succeeded", "retried", "failed", "skipped", "error"] {
             self.jobs.with_label_values(&[queue, outcome]);
         }
-        for code in crate::domain::ErrorCode::ALL {
+        for code in crate::domain::ErrorCode::PROCESSING {
             self.upload_failures.with_label_values(&[code.as_str()]);
         }
         for stage in [

@@ -17,7 +17,7 @@ use redis::aio::ConnectionManagerConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::config::RedisSettings;
-use crate::domain::UploadId;
+use crate::domain::{Classify, ErrorCode, UploadId};
 
 /// Job: process one completed upload (sniff, decode, render, extract metadata, promote).
 /// The upload row in Postgres is the source of truth; the job carries only its id.
@@ -52,6 +52,13 @@ pub enum QueueError {
     /// apalis failed to push or read a task.
     #[error("queue error: {0}")]
     Apalis(String),
+}
+
+impl Classify for QueueError {
+    /// Always `queue_unavailable` (transient): Redis is down, slow or refused the command.
+    fn code(&self) -> ErrorCode {
+        ErrorCode::QueueUnavailable
+    }
 }
 
 /// Job counts by state, read straight from Redis (apalis' own stat APIs are broken for Redis).

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use image::{DynamicImage, GenericImageView, RgbImage};
-use kiln_shared::domain::{ErrorCode, Fit, Rendition};
+use kiln_shared::domain::{Classify, ErrorCode, Fit, Rendition};
 use kiln_worker::imaging::{self, ImagingError, Limits};
 use lcms2::{CIELab, CIELabExt, CIExyY, GlobalContext, Intent, PixelFormat, Profile, Transform};
 use serde_json::Value;

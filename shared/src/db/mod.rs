@@ -10,6 +10,7 @@ pub use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
 use crate::config::DatabaseSettings;
+use crate::domain::{Classify, ErrorCode};
 
 /// Errors from the database layer.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,40 @@ pub enum DbError {
     /// A stored row holds a value the code does not know (a bug or a newer schema).
     #[error("corrupt row: {0}")]
     CorruptRow(String),
+}
+
+impl Classify for DbError {
+    /// A lost or refused connection, a timeout or a server-side outage is
+    /// `database_unavailable` (transient). A row the code cannot read (a bug or a newer
+    /// schema) and a statement Postgres rejects for its data or schema (SQLSTATE classes 22
+    /// data exception, 23 integrity constraint, 42 syntax or access rule) are `internal`
+    /// (permanent): the same call fails the same way again.
+    fn code(&self) -> ErrorCode {
+        match self {
+            Self::Sqlx(e) => sqlx_code(e),
+            Self::Migrate(sqlx::migrate::MigrateError::Execute(e)) => sqlx_code(e),
+            Self::Migrate(_) | Self::CorruptRow(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+fn sqlx_code(e: &sqlx::Error) -> ErrorCode {
+    use sqlx::Error as E;
+    match e {
+        E::Database(db) => match db.code().as_deref().map(|c| c.get(..2).unwrap_or(c)) {
+            Some("22" | "23" | "42") => ErrorCode::Internal,
+            _ => ErrorCode::DatabaseUnavailable,
+        },
+        E::RowNotFound
+        | E::TypeNotFound { .. }
+        | E::ColumnIndexOutOfBounds { .. }
+        | E::ColumnNotFound(_)
+        | E::ColumnDecode { .. }
+        | E::Decode(_)
+        | E::Encode(_)
+        | E::Configuration(_) => ErrorCode::Internal,
+        _ => ErrorCode::DatabaseUnavailable,
+    }
 }
 
 /// The migrations in `migrations/`, embedded at build time.

@@ -10,7 +10,7 @@ pub mod rendition;
 pub mod upload;
 pub mod upload_id;
 
-pub use error_code::ErrorCode;
+pub use error_code::{Classify, CodeSpec, ErrorCode};
 pub use keys::KeyLayout;
 pub use metadata::ImageMetadata;
 pub use owner_id::OwnerId;

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use secrecy::ExposeSecret;
 
 use crate::config::StorageSettings;
-use crate::domain::KeyLayout;
+use crate::domain::{Classify, ErrorCode, KeyLayout};
 
 pub use presign::{PostPolicy, PresignedRequest};
 
@@ -42,15 +42,24 @@ pub enum StorageError {
         /// The limit, in bytes.
         limit: u64,
     },
-    /// A presigning input was invalid (e.g. an expiry over 7 days).
+    /// A presigning input was invalid (e.g. an expiry over 7 days): Kiln's fault, not S3's.
     #[error("cannot presign: {0}")]
     Presign(String),
+    /// The SDK could not build the request (a client-side fault; nothing was sent).
+    #[error("cannot build the S3 request: {0}")]
+    Client(String),
 }
 
-impl StorageError {
-    /// Whether a later attempt may succeed.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
+impl Classify for StorageError {
+    /// `Unavailable` → `storage_unavailable` (transient); `Rejected` → `storage_rejected`;
+    /// `TooLarge` → `image_too_large`; `Presign` and `Client` → `internal`.
+    fn code(&self) -> ErrorCode {
+        match self {
+            Self::Unavailable(_) => ErrorCode::StorageUnavailable,
+            Self::Rejected(_) => ErrorCode::StorageRejected,
+            Self::TooLarge { .. } => ErrorCode::ImageTooLarge,
+            Self::Presign(_) | Self::Client(_) => ErrorCode::Internal,
+        }
     }
 }
 
@@ -73,7 +82,7 @@ where
             }
         }
         SdkError::ConstructionFailure(_) => {
-            StorageError::Rejected(format!("{op} {key}: {}", DisplayErrorContext(&err)))
+            StorageError::Client(format!("{op} {key}: {}", DisplayErrorContext(&err)))
         }
         // Timeouts, dispatch (connection) failures and unparseable responses.
         _ => StorageError::Unavailable(format!("{op} {key}: {}", DisplayErrorContext(&err))),
@@ -379,11 +388,11 @@ impl Storage {
             .filter(LifecycleRuleFilter::builder().prefix(&prefix).build())
             .expiration(LifecycleExpiration::builder().days(days).build())
             .build()
-            .map_err(|e| StorageError::Rejected(e.to_string()))?;
+            .map_err(|e| StorageError::Client(e.to_string()))?;
         let config = BucketLifecycleConfiguration::builder()
             .rules(rule)
             .build()
-            .map_err(|e| StorageError::Rejected(e.to_string()))?;
+            .map_err(|e| StorageError::Client(e.to_string()))?;
         self.client
             .put_bucket_lifecycle_configuration()
             .bucket(&self.bucket)

@@ -18,7 +18,7 @@ pub mod render;
 pub mod sniff;
 pub mod webp_decode;
 
-use kiln_shared::domain::{ErrorCode, ImageMetadata, Rendition};
+use kiln_shared::domain::{Classify, ErrorCode, ImageMetadata, Rendition};
 use sha2::{Digest, Sha256};
 
 pub use decode::Limits;
@@ -42,9 +42,9 @@ pub enum ImagingError {
     Render(String),
 }
 
-impl ImagingError {
-    /// The stable error code recorded on the failed upload.
-    pub fn code(&self) -> ErrorCode {
+impl Classify for ImagingError {
+    /// The stable error code recorded on the failed upload (all permanent).
+    fn code(&self) -> ErrorCode {
         match self {
             Self::Unsupported(_) => ErrorCode::UnsupportedFormat,
             Self::Corrupt(_) => ErrorCode::CorruptImage,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use apalis::prelude::{AbortError, Attempt, BoxDynError, Data, TaskId};
 use kiln_shared::Settings;
 use kiln_shared::db::{DbError, PgPool, uploads as db};
-use kiln_shared::domain::{Derivative, ErrorCode, Upload};
+use kiln_shared::domain::{Classify, Derivative, ErrorCode, Upload};
 use kiln_shared::metrics::Metrics;
 use kiln_shared::queue::{JobQueue, ProcessUpload};
 use kiln_shared::retry::RetryPolicy;
@@ -62,28 +62,27 @@ pub enum JobError {
     },
 }
 
+impl JobError {
+    /// Classifies `e` by its code's row of the taxonomy (transient or permanent).
+    pub fn classified(e: &(impl Classify + std::fmt::Display)) -> Self {
+        let (code, message) = (e.code(), e.to_string());
+        if code.is_transient() {
+            JobError::Transient { code, message }
+        } else {
+            JobError::Permanent { code, message }
+        }
+    }
+}
+
 impl From<DbError> for JobError {
     fn from(e: DbError) -> Self {
-        JobError::Transient {
-            code: ErrorCode::DatabaseUnavailable,
-            message: e.to_string(),
-        }
+        Self::classified(&e)
     }
 }
 
 impl From<StorageError> for JobError {
     fn from(e: StorageError) -> Self {
-        if e.is_transient() {
-            JobError::Transient {
-                code: ErrorCode::StorageUnavailable,
-                message: e.to_string(),
-            }
-        } else {
-            JobError::Permanent {
-                code: ErrorCode::StorageUnavailable,
-                message: e.to_string(),
-            }
-        }
+        Self::classified(&e)
     }
 }
 
