@@ -8,6 +8,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use kiln_shared::db::DbError;
 use kiln_shared::domain::{Classify, ErrorCode};
+use kiln_shared::lifecycle::LifecycleError;
 use kiln_shared::queue::QueueError;
 use kiln_shared::storage::StorageError;
 pub use kiln_shared::wire::{ErrorBody, ErrorDetail};
@@ -117,6 +118,21 @@ impl ApiError {
                 self.code().client_message().to_owned()
             }
             other => other.to_string(),
+        }
+    }
+}
+
+impl From<LifecycleError> for ApiError {
+    fn from(e: LifecycleError) -> Self {
+        match e {
+            LifecycleError::NotFound => Self::NotFound,
+            LifecycleError::ObjectMissing => Self::ObjectMissing,
+            LifecycleError::SizeMismatch { declared, actual } => {
+                Self::SizeMismatch { declared, actual }
+            }
+            LifecycleError::Db(e) => Self::Database(e),
+            LifecycleError::Storage(e) => Self::Storage(e),
+            LifecycleError::Queue(e) => Self::Queue(e),
         }
     }
 }

@@ -10,7 +10,7 @@ use anyhow::Context;
 use axum::http::{HeaderName, Request};
 use axum::{Extension, Router};
 use kiln_shared::Settings;
-use kiln_shared::queue::JobQueue;
+use kiln_shared::lifecycle::Lifecycle;
 use kiln_shared::storage::Storage;
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -35,19 +35,20 @@ impl Application {
     /// # Errors
     /// When the address cannot be bound, or the Redis or Postgres URL is malformed.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let settings = Arc::new(settings);
         let pool = kiln_shared::db::connect(&settings.database)?;
         let storage = Storage::new(&settings.storage);
-        let queue = JobQueue::connect(&settings.redis)
+        let lifecycle = Lifecycle::connect(settings.clone(), pool.clone(), storage.clone())
             .await
             .context("while connecting to Redis")?;
         let listener = TcpListener::bind(settings.api.listen)
             .await
             .with_context(|| format!("while binding {}", settings.api.listen))?;
         let state = AppState {
-            settings: Arc::new(settings),
+            settings,
+            lifecycle,
             pool,
             storage,
-            queue,
             metrics: Arc::new(kiln_shared::metrics::Metrics::new()),
             gauges_refreshed: Arc::default(),
         };

@@ -1,12 +1,13 @@
-//! `AppState`: what every handler shares (settings, Postgres pool, S3 client, job queue).
+//! `AppState`: what every handler shares (settings, the upload lifecycle, the Postgres pool and
+//! S3 client for reads, metrics).
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use kiln_shared::Settings;
 use kiln_shared::db::PgPool;
+use kiln_shared::lifecycle::Lifecycle;
 use kiln_shared::metrics::Metrics;
-use kiln_shared::queue::JobQueue;
 use kiln_shared::storage::Storage;
 
 /// Shared handler state; cheap to clone.
@@ -14,12 +15,12 @@ use kiln_shared::storage::Storage;
 pub struct AppState {
     /// Loaded settings.
     pub settings: Arc<Settings>,
-    /// Postgres pool.
+    /// The upload lifecycle: every state change and its queue work goes through it.
+    pub lifecycle: Lifecycle,
+    /// Postgres pool, for reads (the lifecycle's).
     pub pool: PgPool,
-    /// S3 bucket client.
+    /// S3 bucket client, for download URLs (the lifecycle's).
     pub storage: Storage,
-    /// ProcessUpload queue (Redis).
-    pub queue: JobQueue,
     /// This process's metrics.
     pub metrics: Arc<Metrics>,
     /// When the Postgres/Redis gauges were last read.

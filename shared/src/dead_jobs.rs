@@ -1,9 +1,8 @@
-//! Dead jobs: inspection and replay, shared by `kiln jobs …` and the admin API.
+//! Dead jobs: inspection, shared by `kiln jobs …` and the admin API. Replay is a lifecycle
+//! transition (`crate::lifecycle::Lifecycle::replay`).
 //!
 //! A dead job is a failed upload (Postgres is the source of truth) plus the apalis task that
-//! ended in `{q}:dead`. Replay moves the upload back to `uploaded`, enqueues a fresh task and
-//! removes the dead one. It is idempotent: the `failed` → `uploaded` transition is one
-//! conditional UPDATE, so replaying the same job twice enqueues it once.
+//! ended in `{q}:dead`, whose id is derived from the upload's id and job generation.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -13,7 +12,6 @@ use utoipa::ToSchema;
 use crate::db::DbError;
 use crate::db::uploads::{self as db, FailedFilter};
 use crate::domain::{Upload, UploadId};
-use crate::queue::{JobQueue, QueueError};
 
 /// One dead job as operators see it.
 #[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
@@ -22,12 +20,14 @@ pub struct DeadJob {
     pub upload_id: UploadId,
     /// Its owner.
     pub owner: String,
-    /// The apalis task id of its last job.
+    /// The apalis task id of its last job (derived from the upload id and job generation).
     pub job_id: Option<String>,
     /// Stable error code, e.g. `corrupt_image`.
     pub error_code: Option<String>,
-    /// Last error message.
+    /// The message the upload's owner sees.
     pub message: Option<String>,
+    /// Internal detail of the failure (S3 operation, key, transport error), for operators.
+    pub detail: Option<String>,
     /// Attempts made.
     pub attempts: i32,
     /// Times it was replayed before.
@@ -43,9 +43,14 @@ impl From<Upload> for DeadJob {
         Self {
             upload_id: u.id,
             owner: u.owner.to_string(),
-            job_id: u.job_id,
+            job_id: u.task_id(),
             error_code: u.error_code.map(|c| c.as_str().to_owned()),
-            message: u.error_message,
+            message: u.error_code.map(|c| {
+                u.error_message
+                    .clone()
+                    .unwrap_or_else(|| c.client_message().into())
+            }),
+            detail: u.error_detail,
             attempts: u.attempts,
             replays: u.replays,
             failed_at: u.updated_at,
@@ -54,15 +59,12 @@ impl From<Upload> for DeadJob {
     }
 }
 
-/// Errors from inspection and replay.
+/// Errors from inspection.
 #[derive(Debug, thiserror::Error)]
 pub enum DeadJobError {
     /// Postgres failed.
     #[error(transparent)]
     Db(#[from] DbError),
-    /// Redis failed while enqueueing; the upload stays `uploaded` and the sweeper re-enqueues it.
-    #[error(transparent)]
-    Queue(#[from] QueueError),
 }
 
 /// Dead jobs matching `filter`, newest first.
@@ -97,60 +99,4 @@ pub struct ReplayReport {
     pub replayed: Vec<UploadId>,
     /// Ids that were not failed (already replayed, unknown, or never failed).
     pub skipped: Vec<UploadId>,
-}
-
-/// Replays the dead jobs of `ids`.
-///
-/// # Errors
-/// [`DeadJobError`] on the first database or queue failure; uploads already moved stay
-/// `uploaded` and the sweeper enqueues them.
-pub async fn replay(
-    pool: &PgPool,
-    queue: &JobQueue,
-    ids: &[UploadId],
-    dry_run: bool,
-) -> Result<ReplayReport, DeadJobError> {
-    let mut report = ReplayReport {
-        dry_run,
-        ..Default::default()
-    };
-    for &id in ids {
-        if dry_run {
-            match show(pool, id).await? {
-                Some(_) => report.replayed.push(id),
-                None => report.skipped.push(id),
-            }
-            continue;
-        }
-        let Some(before) = db::mark_for_replay(pool, id).await? else {
-            report.skipped.push(id);
-            continue;
-        };
-        let job_id = queue.push_process_upload(id).await?;
-        db::set_job_id(pool, id, &job_id).await?;
-        if let Some(old) = before.job_id {
-            queue.forget_dead(&old).await?;
-        }
-        tracing::info!(upload_id = %id, %job_id, "dead job replayed");
-        report.replayed.push(id);
-    }
-    Ok(report)
-}
-
-/// Replays every dead job matching `filter`.
-///
-/// # Errors
-/// As [`replay`].
-pub async fn replay_matching(
-    pool: &PgPool,
-    queue: &JobQueue,
-    filter: &FailedFilter,
-    dry_run: bool,
-) -> Result<ReplayReport, DeadJobError> {
-    let ids: Vec<UploadId> = list(pool, filter)
-        .await?
-        .into_iter()
-        .map(|j| j.upload_id)
-        .collect();
-    replay(pool, queue, &ids, dry_run).await
 }

@@ -48,6 +48,44 @@ pub struct Metrics {
     pub uploads: IntGaugeVec,
 }
 
+/// How one job attempt ended: the `outcome` label of `kiln_jobs_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobOutcome {
+    /// The work was done (upload ready, derivatives re-rendered).
+    Succeeded,
+    /// A transient failure; a delayed retry task was queued.
+    Retried,
+    /// Permanent, or out of attempts: the task went to the dead set.
+    Failed,
+    /// Nothing to do (a duplicate or late delivery); acked without work.
+    Skipped,
+    /// Kiln could not record the outcome (Postgres or Redis down); apalis and the sweeper
+    /// retry.
+    Error,
+}
+
+impl JobOutcome {
+    /// Every outcome, in label order.
+    pub const ALL: [JobOutcome; 5] = [
+        Self::Succeeded,
+        Self::Retried,
+        Self::Failed,
+        Self::Skipped,
+        Self::Error,
+    ];
+
+    /// The label value, e.g. `succeeded`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Retried => "retried",
+            Self::Failed => "failed",
+            Self::Skipped => "skipped",
+            Self::Error => "error",
+        }
+    }
+}
+
 const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
@@ -55,8 +93,10 @@ const LATENCY_BUCKETS: &[f64] = &[
 impl Metrics {
     /// Records one finished job attempt on `queue`: `kiln_jobs_total{queue,outcome}` + 1 and
     /// `kiln_job_duration_seconds{queue}` observes `elapsed` (seconds).
-    pub fn record_job(&self, queue: &str, outcome: &str, elapsed: std::time::Duration) {
-        self.jobs.with_label_values(&[queue, outcome]).inc();
+    pub fn record_job(&self, queue: &str, outcome: JobOutcome, elapsed: std::time::Duration) {
+        self.jobs
+            .with_label_values(&[queue, outcome.as_str()])
+            .inc();
         self.job_duration
             .with_label_values(&[queue])
             .observe(elapsed.as_secs_f64());
@@ -67,8 +107,8 @@ impl Metrics {
     /// hides that increase from `rate()` and `increase()`, and a missing series would make
     /// dashboard queries and alerts see nothing instead of zero.
     pub fn init_worker_series(&self, queue: &str) {
-        for outcome in ["succeeded", "retried", "failed", "skipped", "error"] {
-            self.jobs.with_label_values(&[queue, outcome]);
+        for outcome in JobOutcome::ALL {
+            self.jobs.with_label_values(&[queue, outcome.as_str()]);
         }
         for code in crate::domain::ErrorCode::PROCESSING {
             self.upload_failures.with_label_values(&[code.as_str()]);

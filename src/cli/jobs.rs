@@ -1,12 +1,14 @@
 //! `kiln jobs failed|show|replay`: inspect and replay dead jobs (failed uploads).
 
+use std::sync::Arc;
+
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use kiln_shared::Settings;
 use kiln_shared::db::uploads::FailedFilter;
 use kiln_shared::dead_jobs::{self, DeadJob};
 use kiln_shared::domain::UploadId;
-use kiln_shared::queue::JobQueue;
+use kiln_shared::lifecycle::Lifecycle;
 
 /// `kiln jobs …` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -123,11 +125,14 @@ pub async fn run(settings: &Settings, cmd: JobsCommand) -> anyhow::Result<()> {
             if ids.is_empty() && !all {
                 bail!("name upload ids, or pass --all (with optional filters)");
             }
-            let queue = JobQueue::connect(&settings.redis).await?;
+            let storage = kiln_shared::storage::Storage::new(&settings.storage);
+            let lifecycle = Lifecycle::connect(Arc::new(settings.clone()), pool, storage).await?;
             let report = if all {
-                dead_jobs::replay_matching(&pool, &queue, &filter.to_filter(), dry_run).await?
+                lifecycle
+                    .replay_matching(&filter.to_filter(), dry_run)
+                    .await?
             } else {
-                dead_jobs::replay(&pool, &queue, &ids, dry_run).await?
+                lifecycle.replay(&ids, dry_run).await?
             };
             println!("{}", serde_json::to_string(&report)?);
         }

@@ -1,9 +1,11 @@
 //! `kiln renditions regenerate [--rendition NAME] [--stale-only] [--dry-run]`: queue re-renders
-//! of derivatives after a recipe changed (`kiln_shared::regenerate`).
+//! of derivatives after a recipe changed (`kiln_shared::lifecycle::regenerate`).
+
+use std::sync::Arc;
 
 use kiln_shared::Settings;
-use kiln_shared::queue::RenditionQueue;
-use kiln_shared::regenerate::{self, RegenerateOptions, RegenerateReport};
+use kiln_shared::lifecycle::Lifecycle;
+use kiln_shared::lifecycle::regenerate::{RegenerateOptions, RegenerateReport};
 
 /// `kiln renditions …` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -64,15 +66,17 @@ pub async fn run(settings: &Settings, cmd: RenditionsCommand) -> anyhow::Result<
             json,
         } => {
             let pool = kiln_shared::db::connect(&settings.database)?;
-            let queue = RenditionQueue::connect(&settings.redis).await?;
+            let storage = kiln_shared::storage::Storage::new(&settings.storage);
+            let lifecycle = Lifecycle::connect(Arc::new(settings.clone()), pool, storage).await?;
             let opts = RegenerateOptions {
                 rendition,
                 stale_only,
                 dry_run,
                 page_size,
             };
-            let report =
-                regenerate::regenerate(&pool, &queue, &settings.worker.renditions, &opts).await?;
+            let report = lifecycle
+                .regenerate(&settings.worker.renditions, &opts)
+                .await?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {

@@ -164,7 +164,7 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
         .expect("build api");
     let address = format!("http://127.0.0.1:{}", app.port());
     let storage = app.state().storage.clone();
-    let queue = app.state().queue.clone();
+    let queue = app.state().lifecycle.queue().clone();
     let tasks = vec![tokio::spawn({
         let fut = stopped(rx.clone());
         async move { app.run_until_stopped(fut).await.expect("api failed") }
@@ -363,11 +363,17 @@ impl TestApp {
     ) -> kiln_worker::jobs::sweep::SweepReport {
         let mut settings = self.settings.clone();
         tune(&mut settings);
-        let ctx = kiln_worker::jobs::process_upload::JobContext {
-            settings: std::sync::Arc::new(settings),
-            pool: self.pool.clone(),
-            storage: self.storage.clone(),
-            queue: self.queue.clone(),
+        let settings = std::sync::Arc::new(settings);
+        let lifecycle = kiln_shared::lifecycle::Lifecycle::connect(
+            settings.clone(),
+            self.pool.clone(),
+            self.storage.clone(),
+        )
+        .await
+        .expect("connect the lifecycle");
+        let ctx = kiln_worker::jobs::runtime::JobContext {
+            settings,
+            lifecycle,
             metrics: std::sync::Arc::new(kiln_shared::metrics::Metrics::new()),
         };
         kiln_worker::jobs::sweep::SweepUploads::run(&ctx)

@@ -18,3 +18,4 @@ mod recovery;
 mod renditions;
 mod replay;
 mod sweeper;
+mod taxonomy;

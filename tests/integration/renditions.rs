@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 use kiln_shared::Settings;
 use kiln_shared::db::uploads as db;
 use kiln_shared::domain::{Derivative, Upload, UploadId};
+use kiln_shared::lifecycle::regenerate::{
+    self, RegenerateError, RegenerateOptions, RegenerateReport,
+};
 use kiln_shared::queue::{QueueDepth, RenditionQueue};
-use kiln_shared::regenerate::{self, RegenerateError, RegenerateOptions, RegenerateReport};
 use serde_json::Value;
 
 use crate::helpers::{TestApp, photos, spawn_app};

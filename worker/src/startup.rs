@@ -14,14 +14,14 @@ use apalis::prelude::*;
 use apalis_redis::RedisStorage;
 use kiln_shared::Settings;
 use kiln_shared::db::PgPool;
+use kiln_shared::lifecycle::Lifecycle;
 use kiln_shared::metrics::{self, Metrics};
-use kiln_shared::queue::{self, JobQueue, ProcessUpload, RenderRenditions, RenditionQueue};
+use kiln_shared::queue::{self, ProcessUpload, RenderRenditions};
 use kiln_shared::storage::Storage;
 use tokio::sync::watch;
 
-use crate::jobs::process_upload::{self, JobContext};
-use crate::jobs::render_renditions::{self, RenderContext};
-use crate::jobs::sweep;
+use crate::jobs::runtime::JobContext;
+use crate::jobs::{process_upload, render_renditions, sweep};
 
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -98,30 +98,23 @@ async fn run_monitor(
     let conn = queue::connect_redis(&settings.redis)
         .await
         .context("while connecting to Redis")?;
-    let job_queue = JobQueue::connect(&settings.redis)
+    let lifecycle = Lifecycle::connect(settings.clone(), pool.clone(), storage.clone())
         .await
         .context("while connecting to Redis")?;
     let concurrency = settings.worker.concurrency;
-    let backend: RedisStorage<ProcessUpload> = RedisStorage::new(conn.clone())
-        .with_config(queue::apalis_config(&settings.redis, concurrency));
+    let backend: RedisStorage<ProcessUpload> = RedisStorage::new(conn.clone()).with_config(
+        queue::apalis_config::<ProcessUpload>(&settings.redis, concurrency),
+    );
     let renditions_concurrency = settings.worker.renditions_concurrency;
     let renditions_backend: RedisStorage<RenderRenditions> = RedisStorage::new(conn).with_config(
-        queue::renditions_apalis_config(&settings.redis, renditions_concurrency),
+        queue::apalis_config::<RenderRenditions>(&settings.redis, renditions_concurrency),
     );
-    let renditions_queue = RenditionQueue::connect(&settings.redis)
-        .await
-        .context("while connecting to Redis")?;
     let ctx = Arc::new(JobContext {
         settings: settings.clone(),
-        pool: pool.clone(),
-        storage: storage.clone(),
-        queue: job_queue,
+        lifecycle,
         metrics: metrics.clone(),
     });
-    let render_ctx = Arc::new(RenderContext {
-        jobs: ctx.clone(),
-        queue: renditions_queue,
-    });
+    let render_ctx = ctx.clone();
     if sweeper.is_none() {
         *sweeper = Some(tokio::spawn(sweep::run_periodically(
             ctx.clone(),

@@ -73,7 +73,6 @@ impl From<DeadJobError> for ApiError {
     fn from(e: DeadJobError) -> Self {
         match e {
             DeadJobError::Db(e) => ApiError::Database(e),
-            DeadJobError::Queue(e) => ApiError::Queue(e),
         }
     }
 }
@@ -161,9 +160,11 @@ pub async fn replay(
     Json(req): Json<ReplayRequest>,
 ) -> Result<Json<ReplayReport>, ApiError> {
     let report = match (&req.ids, &req.filter) {
-        (Some(ids), None) => dead_jobs::replay(&state.pool, &state.queue, ids, req.dry_run).await?,
+        (Some(ids), None) => state.lifecycle.replay(ids, req.dry_run).await?,
         (None, Some(f)) => {
-            dead_jobs::replay_matching(&state.pool, &state.queue, &f.to_filter()?, req.dry_run)
+            state
+                .lifecycle
+                .replay_matching(&f.to_filter()?, req.dry_run)
                 .await?
         }
         _ => {

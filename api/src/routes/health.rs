@@ -63,7 +63,7 @@ pub async fn healthz() -> Json<Health> {
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let (db, redis, s3) = tokio::join!(
         kiln_shared::db::ping(&state.pool),
-        state.queue.ping(),
+        state.lifecycle.queue().ping(),
         state.storage.check()
     );
     let mut failed = Vec::new();

@@ -84,7 +84,7 @@ async fn refresh_gauges(state: &AppState) {
         }
         Err(e) => tracing::warn!(error = %e, "cannot count uploads for /metrics"),
     }
-    match state.queue.depth().await {
+    match state.lifecycle.queue().depth().await {
         Ok(d) => {
             let q = state.settings.redis.queue.as_str();
             for (s, n) in [

@@ -1,13 +1,12 @@
 //! Owner routes: authorize a direct upload, complete it, read one, list them.
 
-use std::time::Duration;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use kiln_shared::db::uploads::{self as db, Cursor, NewUpload};
+use kiln_shared::db::uploads::{self as db, Cursor};
 use kiln_shared::domain::{Derivative, ImageMetadata, Upload, UploadId, UploadMethod, UploadState};
+use kiln_shared::lifecycle::UploadRequest;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -113,51 +112,28 @@ pub async fn create(
         return Err(ApiError::UnsupportedContentType(req.content_type));
     }
 
-    let id = UploadId::new();
-    let key = state.storage.layout().temp(&principal.owner, id);
-    let expires_in = Duration::from_secs(api.upload_expiry_secs);
-    let (url, headers, fields, expires_at) = match req.method {
-        UploadMethod::Put => {
-            let p = state
-                .storage
-                .presign_put(&key, req.byte_size, &content_type, expires_in)
-                .await?;
-            (p.url, Some(p.headers), None, p.expires_at)
-        }
-        UploadMethod::Post => {
-            // The policy's upper bound is the declared size, which is stricter than
-            // `max_upload_bytes`: a larger file is refused by S3 itself.
-            let p = state
-                .storage
-                .post_policy(&key, &content_type, req.byte_size, expires_in);
-            (p.url, None, Some(p.fields), p.expires_at)
-        }
-    };
-    db::insert_pending(
-        &state.pool,
-        &NewUpload {
-            id,
-            owner: &principal.owner,
-            filename: &req.filename,
-            content_type: &content_type,
-            byte_size: i64::try_from(req.byte_size).unwrap_or(i64::MAX),
-            method: req.method,
-            temp_key: &key,
-            expires_at,
-        },
-    )
-    .await?;
-    tracing::info!(upload_id = %id, owner = %principal.owner, method = req.method.as_str(), "upload authorized");
+    let auth = state
+        .lifecycle
+        .authorize(
+            &principal.owner,
+            UploadRequest {
+                filename: &req.filename,
+                content_type: &content_type,
+                byte_size: req.byte_size,
+                method: req.method,
+            },
+        )
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(UploadAuthorization {
-            id,
-            method: req.method,
-            url,
-            headers,
-            fields,
-            key,
-            expires_at,
+            id: auth.upload.id,
+            method: auth.upload.method,
+            url: auth.url,
+            headers: auth.headers,
+            fields: auth.fields,
+            key: auth.upload.temp_key,
+            expires_at: auth.expires_at,
         }),
     ))
 }
@@ -196,50 +172,10 @@ pub async fn complete(
     Authenticated(principal): Authenticated,
     Path(id): Path<UploadId>,
 ) -> Result<(StatusCode, Json<UploadView>), ApiError> {
-    let upload = db::get_owned(&state.pool, &principal.owner, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    if upload.state != UploadState::Pending {
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(view(&state, upload, true).await?),
-        ));
-    }
-    let head = state
-        .storage
-        .head(&upload.temp_key)
-        .await?
-        .ok_or(ApiError::ObjectMissing)?;
-    let declared = upload.byte_size.max(0) as u64;
-    if head.size != declared {
-        state.storage.delete(&upload.temp_key).await?;
-        return Err(ApiError::SizeMismatch {
-            declared,
-            actual: head.size,
-        });
-    }
-    let Some(uploaded) = db::mark_uploaded(&state.pool, &principal.owner, id).await? else {
-        // A concurrent call won the transition and enqueued the job.
-        let current = db::get_owned(&state.pool, &principal.owner, id)
-            .await?
-            .ok_or(ApiError::NotFound)?;
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(view(&state, current, true).await?),
-        ));
-    };
-    match state.queue.push_process_upload(id).await {
-        Ok(job_id) => db::set_job_id(&state.pool, id, &job_id).await?,
-        Err(e) => {
-            // Hand the upload back to `pending` so the client's retry of `complete` enqueues it.
-            db::revert_to_pending(&state.pool, id).await?;
-            return Err(e.into());
-        }
-    }
-    tracing::info!(upload_id = %id, "upload completed; job enqueued");
+    let upload = state.lifecycle.complete(&principal.owner, id).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(view(&state, uploaded, true).await?),
+        Json(view(&state, upload, true).await?),
     ))
 }
 
@@ -439,10 +375,14 @@ async fn view(state: &AppState, u: Upload, with_derivatives: bool) -> Result<Upl
             derivatives.push(derivative_view(state, d).await?);
         }
     }
+    // Clients see the code's message with safe facts, never the internal detail.
     let error = match (u.state, u.error_code) {
         (UploadState::Failed, Some(code)) => Some(ErrorView {
             code: code.as_str().to_owned(),
-            message: u.error_message.clone().unwrap_or_default(),
+            message: u
+                .error_message
+                .clone()
+                .unwrap_or_else(|| code.client_message().to_owned()),
         }),
         _ => None,
     };

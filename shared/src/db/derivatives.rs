@@ -115,25 +115,7 @@ pub async fn replace(
     .fetch_all(&mut *tx)
     .await?;
     for d in derivatives {
-        sqlx::query(
-            "INSERT INTO derivatives (upload_id, rendition, object_key, format, width, height, \
-             byte_size, recipe_version, recipe_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (upload_id, rendition) DO UPDATE SET object_key = EXCLUDED.object_key, \
-             format = EXCLUDED.format, width = EXCLUDED.width, height = EXCLUDED.height, \
-             byte_size = EXCLUDED.byte_size, recipe_version = EXCLUDED.recipe_version, \
-             recipe_hash = EXCLUDED.recipe_hash",
-        )
-        .bind(id.0)
-        .bind(&d.rendition)
-        .bind(&d.object_key)
-        .bind(&d.format)
-        .bind(i32::try_from(d.width).unwrap_or(i32::MAX))
-        .bind(i32::try_from(d.height).unwrap_or(i32::MAX))
-        .bind(i64::try_from(d.byte_size).unwrap_or(i64::MAX))
-        .bind(i32::try_from(d.recipe_version).unwrap_or(i32::MAX))
-        .bind(d.recipe_hash.as_deref())
-        .execute(&mut *tx)
-        .await?;
+        insert(&mut tx, id, d).await?;
     }
     tx.commit().await?;
     let orphaned = old
@@ -142,4 +124,36 @@ pub async fn replace(
         .filter(|key| !derivatives.iter().any(|d| &d.object_key == key))
         .collect();
     Ok(Some(orphaned))
+}
+
+/// Inserts derivative row `d` of upload `id`, or updates the row of the same rendition (key,
+/// format, size, byte size, recipe version and hash), inside the caller's transaction.
+///
+/// # Errors
+/// [`DbError::Sqlx`] on database failure.
+pub(super) async fn insert(
+    tx: &mut Transaction<'_, Postgres>,
+    id: UploadId,
+    d: &Derivative,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO derivatives (upload_id, rendition, object_key, format, width, height, \
+         byte_size, recipe_version, recipe_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (upload_id, rendition) DO UPDATE SET object_key = EXCLUDED.object_key, \
+         format = EXCLUDED.format, width = EXCLUDED.width, height = EXCLUDED.height, \
+         byte_size = EXCLUDED.byte_size, recipe_version = EXCLUDED.recipe_version, \
+         recipe_hash = EXCLUDED.recipe_hash",
+    )
+    .bind(id.0)
+    .bind(&d.rendition)
+    .bind(&d.object_key)
+    .bind(&d.format)
+    .bind(i32::try_from(d.width).unwrap_or(i32::MAX))
+    .bind(i32::try_from(d.height).unwrap_or(i32::MAX))
+    .bind(i64::try_from(d.byte_size).unwrap_or(i64::MAX))
+    .bind(i32::try_from(d.recipe_version).unwrap_or(i32::MAX))
+    .bind(d.recipe_hash.as_deref())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

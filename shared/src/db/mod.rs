@@ -1,7 +1,9 @@
-//! Postgres access: the pool, migrations, the upload queries and the derivative-row queries
-//! used when re-rendering.
+//! Postgres access: the pool, migrations, upload reads ([`uploads`]), upload state changes
+//! ([`transitions`], called only by the lifecycle module) and derivative rows
+//! ([`derivatives`]).
 
 pub mod derivatives;
+pub mod transitions;
 pub mod uploads;
 
 use std::time::Duration;

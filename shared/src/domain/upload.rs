@@ -120,8 +120,13 @@ pub struct Upload {
     pub metadata: Option<ImageMetadata>,
     /// Error code, when failed.
     pub error_code: Option<ErrorCode>,
-    /// Error message, when failed.
+    /// Error message for clients, when failed: the code's fixed message plus safe facts
+    /// (`None` on rows failed before messages were split; clients then see the code's
+    /// message).
     pub error_message: Option<String>,
+    /// Internal detail of the failure (S3 operation, key, transport error), for operators and
+    /// logs only.
+    pub error_detail: Option<String>,
     /// Processing attempts so far.
     pub attempts: i32,
     /// End of the upload window.
@@ -134,10 +139,21 @@ pub struct Upload {
     pub completed_at: Option<DateTime<Utc>>,
     /// When the upload became ready.
     pub ready_at: Option<DateTime<Utc>>,
-    /// apalis task id of the latest ProcessUpload job.
-    pub job_id: Option<String>,
+    /// Job generation: incremented by every transition that queues a ProcessUpload task, whose
+    /// id is derived from it (`queue::task_id::process_upload`); 0 before the first.
+    pub job_generation: i32,
     /// How often an operator replayed it.
     pub replays: i32,
+}
+
+impl Upload {
+    /// The task id of the upload's current ProcessUpload task, derived from its id and job
+    /// generation; `None` before the first (generation 0).
+    pub fn task_id(&self) -> Option<String> {
+        (self.job_generation > 0).then(|| {
+            crate::queue::task_id::process_upload(self.id, self.job_generation).to_string()
+        })
+    }
 }
 
 /// One stored rendition of a ready upload.

@@ -581,7 +581,7 @@ async fn noop_run(
     let mut redis_settings = settings.redis.clone();
     redis_settings.queue = queue_name.to_owned();
     let conn = queue::connect_redis(&redis_settings).await?;
-    let config = queue::apalis_config(&redis_settings, usize::from(concurrency));
+    let config = queue::namespace_config(&redis_settings, queue_name, usize::from(concurrency));
     let done_set = config.done_jobs_set();
     let mut storage: RedisStorage<Noop> = RedisStorage::new(conn.clone()).with_config(config);
 

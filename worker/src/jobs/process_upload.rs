@@ -1,120 +1,30 @@
 //! `ProcessUpload`: fetch the original from its temp key, run the image pipeline, write the
 //! derivatives, promote the original, commit, then delete the temp object.
 //!
-//! Crash-safe per DESIGN.md "Promotion": every step can repeat. The row is claimed with a
-//! conditional UPDATE; derivatives are PUT (overwriting is harmless); the original is copied
-//! before the commit; the commit is conditional on `processing`; the temp object is deleted
-//! last, and a failure there is left to the sweeper.
+//! Crash-safe (docs/design.md "Promotion"): every step can repeat. The row is claimed through
+//! the lifecycle (a conditional UPDATE fenced by the attempt); derivatives are PUT
+//! (overwriting is harmless); the original is copied before the commit; the commit is
+//! conditional on this attempt; the temp object is deleted last, and a failure there is left
+//! to the sweeper. Every state change goes through [`kiln_shared::lifecycle::Lifecycle`].
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use apalis::prelude::{AbortError, Attempt, BoxDynError, Data, TaskId};
-use kiln_shared::Settings;
-use kiln_shared::db::{DbError, PgPool, uploads as db};
-use kiln_shared::domain::{Classify, Derivative, ErrorCode, Upload};
-use kiln_shared::metrics::Metrics;
-use kiln_shared::queue::{JobQueue, ProcessUpload};
-use kiln_shared::retry::RetryPolicy;
-use kiln_shared::storage::{Storage, StorageError};
-use tracing::Instrument;
+use apalis::prelude::{Attempt, BoxDynError, Data, TaskId};
+use kiln_shared::domain::{Derivative, ErrorCode, Upload};
+use kiln_shared::lifecycle::{Claim, Failure};
+use kiln_shared::queue::{Job, ProcessUpload};
 
-use crate::imaging::{self, ImagingError, Limits};
+use super::runtime::{self, Decision, Ended, JobContext, Outcome};
+use crate::imaging::{self, Limits};
 
-/// What every job shares.
-pub struct JobContext {
-    /// Settings (renditions, limits, retry policy).
-    pub settings: Arc<Settings>,
-    /// Postgres pool.
-    pub pool: PgPool,
-    /// S3 bucket.
-    pub storage: Storage,
-    /// The queue, for pushing delayed retries.
-    pub queue: JobQueue,
-    /// This process's metrics.
-    pub metrics: Arc<Metrics>,
-}
-
-impl JobContext {
-    fn limits(&self) -> Limits {
-        Limits::from_settings(&self.settings.worker)
-    }
-}
-
-/// A failed attempt, classified.
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    /// The same input fails the same way again: fail the upload now.
-    #[error("{code}: {message}")]
-    Permanent {
-        /// Stable code.
-        code: ErrorCode,
-        /// Reason.
-        message: String,
-    },
-    /// May succeed later (S3, Postgres or Redis trouble).
-    #[error("{code}: {message}")]
-    Transient {
-        /// Stable code.
-        code: ErrorCode,
-        /// Reason.
-        message: String,
-    },
-}
-
-impl JobError {
-    /// Classifies `e` by its code's row of the taxonomy (transient or permanent).
-    pub fn classified(e: &(impl Classify + std::fmt::Display)) -> Self {
-        let (code, message) = (e.code(), e.to_string());
-        if code.is_transient() {
-            JobError::Transient { code, message }
-        } else {
-            JobError::Permanent { code, message }
-        }
-    }
-}
-
-impl From<DbError> for JobError {
-    fn from(e: DbError) -> Self {
-        Self::classified(&e)
-    }
-}
-
-impl From<StorageError> for JobError {
-    fn from(e: StorageError) -> Self {
-        Self::classified(&e)
-    }
-}
-
-impl From<ImagingError> for JobError {
-    fn from(e: ImagingError) -> Self {
-        JobError::Permanent {
-            code: e.code(),
-            message: e.to_string(),
-        }
-    }
-}
-
-/// How an attempt ended without error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// The upload is now `ready`.
-    Ready,
-    /// Nothing to do: the row was already terminal or another attempt committed it (a late
-    /// duplicate delivery), so the job is acked without work.
-    Skipped,
-    /// A transient failure; a delayed retry job was enqueued.
-    Retried,
-}
-
-/// apalis handler. Permanent failures and exhausted retries mark the upload `failed` and end
-/// the task with [`AbortError`] (it goes to the dead set at once). A transient failure puts the
-/// upload back to `uploaded` and enqueues a fresh, delayed task per [`RetryPolicy`]; this task
-/// then ends normally, so apalis' own reschedule (25 hard-coded attempts) never runs.
+/// apalis handler: one attempt at an upload, run by [`runtime::run`]. Permanent failures and
+/// exhausted retries fail the upload and send the task to the dead set; a transient failure
+/// puts the upload back to `uploaded` and queues the next generation's task with Kiln's
+/// backoff.
 ///
 /// # Errors
-/// [`AbortError`] for a dead job; a plain error only when Kiln could not record the outcome
-/// (Postgres or Redis down), which leaves the retry to apalis and the sweeper.
+/// As [`runtime::run`].
 pub async fn handle(
     job: ProcessUpload,
     ctx: Data<Arc<JobContext>>,
@@ -127,242 +37,212 @@ pub async fn handle(
         job_id = %task_id,
         attempt = attempt.current()
     );
-    let metrics = ctx.metrics.clone();
-    let queue = ctx.settings.redis.queue.clone();
-    let started = Instant::now();
-    let result = async move {
-        let id = job.upload_id;
-        let policy = RetryPolicy::from_settings(&ctx.settings.worker);
-        let claimed = match db::claim(&ctx.pool, id, ctx.settings.redis.claim_lease()).await {
-            Ok(Some(upload)) => upload,
-            Ok(None) => {
-                tracing::info!("upload is not waiting for processing; acking without work");
-                return Ok(Outcome::Skipped);
-            }
-            Err(e) => {
-                // Postgres is down, so attempts cannot be counted in the row: requeue with the
-                // backoff of this delivery's attempt instead of apalis' own reschedule. If
-                // Redis fails too, the plain error leaves it to apalis and the sweeper.
-                let delay = policy.delay(attempt.current() as u32);
-                tracing::warn!(error = %e, ?delay, "cannot claim; database unavailable, requeueing");
-                ctx.queue.push_process_upload_after(id, delay).await?;
-                return Ok(Outcome::Retried);
-            }
-        };
-        let attempt_no = claimed.attempts;
-        // A job that keeps killing its worker (OOM, a crash in a C decoder) is re-delivered as
-        // an orphan and re-claimed; stop it here rather than crash forever.
-        let result = if attempt_no as u32 > policy.max_attempts {
-            Err(JobError::Permanent {
-                code: ErrorCode::RetriesExhausted,
-                message: format!("claimed {attempt_no} times without finishing"),
-            })
-        } else {
-            process(&ctx, &claimed).await
-        };
-        match result {
-            Ok(outcome) => {
-                tracing::info!(?outcome, elapsed_ms = started.elapsed().as_millis() as u64, "job done");
-                Ok(outcome)
-            }
-            Err(JobError::Transient { code, message }) if policy.may_retry(attempt_no as u32) => {
-                let delay = policy.delay(attempt_no as u32);
-                tracing::warn!(%code, %message, attempt_no, ?delay, "transient failure; retrying");
-                if db::release_for_retry(&ctx.pool, id, attempt_no, code, &message).await? {
-                    let next = ctx.queue.push_process_upload_after(id, delay).await?;
-                    db::set_job_id(&ctx.pool, id, &next).await?;
-                }
-                Ok(Outcome::Retried)
-            }
-            Err(err) => {
-                let (code, message) = match err {
-                    JobError::Permanent { code, message } => (code, message),
-                    JobError::Transient { code, message } => (
-                        ErrorCode::RetriesExhausted,
-                        format!("{attempt_no} attempts; last: {code}: {message}"),
-                    ),
-                };
-                fail(&ctx, &claimed, code, &message).await.map(|()| Outcome::Skipped)
-            }
-        }
-    }
-    .instrument(span)
-    .await;
-    let outcome = match &result {
-        Ok(Outcome::Ready) => "succeeded",
-        Ok(Outcome::Skipped) => "skipped",
-        Ok(Outcome::Retried) => "retried",
-        Err(e) if e.downcast_ref::<AbortError>().is_some() => "failed",
-        Err(_) => "error",
-    };
-    metrics.record_job(&queue, outcome, started.elapsed());
-    result.map(|_| ())
+    let queue = ProcessUpload::namespace(&ctx.settings.redis);
+    let task = task_id.to_string();
+    runtime::run(
+        &ctx.metrics,
+        &queue,
+        span,
+        attempt_once(&ctx, job, &task, attempt.current() as u32),
+    )
+    .await
 }
 
-/// Ends an attempt as failed: records the code and message (fenced by the attempt), keeps the
-/// original (best effort), and returns the [`AbortError`] that sends the task to the dead set.
-/// If the row moved on meanwhile (another attempt committed it), the task is acked instead.
-async fn fail(
+async fn attempt_once(
     ctx: &JobContext,
-    upload: &Upload,
-    code: ErrorCode,
-    message: &str,
-) -> Result<(), BoxDynError> {
-    tracing::warn!(%code, %message, "upload failed");
-    if !db::mark_failed(&ctx.pool, upload.id, Some(upload.attempts), code, message).await? {
-        tracing::info!("upload changed state meanwhile; acking");
-        return Ok(());
+    job: ProcessUpload,
+    task: &str,
+    delivery: u32,
+) -> Result<Outcome, Ended> {
+    let lifecycle = &ctx.lifecycle;
+    let policy = lifecycle.retry_policy();
+    let upload = match lifecycle.claim(job.upload_id).await {
+        Ok(Claim::Claimed(upload)) => upload,
+        Ok(Claim::NotWaiting) => {
+            tracing::info!("upload is not waiting for processing; acking without work");
+            return Ok(Outcome::Skipped);
+        }
+        Ok(Claim::GaveUp(failure)) => return Err(Ended::Dead(failure)),
+        Err(e) => {
+            let failure = Failure::from_error(&e);
+            if !failure.is_transient() {
+                return Err(Ended::Dead(failure));
+            }
+            // Postgres is down, so no attempt can be counted in the row: queue this delivery
+            // again with its own backoff. If Redis fails too, apalis and the sweeper retry.
+            let delay = policy.delay(delivery);
+            tracing::warn!(detail = %failure.detail, ?delay, "cannot claim; database unavailable, requeueing");
+            return match lifecycle
+                .redeliver_later(job.upload_id, task, delivery, delay)
+                .await
+            {
+                Ok(()) => Ok(Outcome::Retried),
+                Err(q) => Err(Ended::Unrecorded(Failure::from_error(&q))),
+            };
+        }
+    };
+    let attempt = upload.attempts as u32;
+    let failure = match process(ctx, &upload).await {
+        Ok(outcome) => return Ok(outcome),
+        Err(failure) => failure,
+    };
+    match runtime::decide(&policy, attempt, failure) {
+        Decision::Retry { delay, failure } => {
+            tracing::warn!(code = %failure.code, detail = %failure.detail, attempt, ?delay, "transient failure; retrying");
+            match lifecycle.retry_later(&upload, &failure, delay).await {
+                Ok(_) => Ok(Outcome::Retried),
+                Err(e) => Err(Ended::Unrecorded(Failure::from_error(&e))),
+            }
+        }
+        Decision::Dead(failure) => fail(ctx, &upload, failure).await,
     }
-    ctx.metrics
-        .upload_failures
-        .with_label_values(&[code.as_str()])
-        .inc();
-    if let Err(e) = preserve_original(ctx, upload).await {
-        tracing::warn!(error = %e, "could not move the failed original to its final key; the sweeper will");
+}
+
+/// Records a dead upload through the lifecycle and counts it in
+/// `kiln_upload_failures_total{error_code}`. If the row moved on meanwhile (another attempt
+/// holds or committed it), the task is acked instead.
+async fn fail(ctx: &JobContext, upload: &Upload, failure: Failure) -> Result<Outcome, Ended> {
+    match ctx.lifecycle.fail(upload, &failure).await {
+        Ok(true) => {
+            ctx.metrics
+                .upload_failures
+                .with_label_values(&[failure.code.as_str()])
+                .inc();
+            Err(Ended::Dead(failure))
+        }
+        Ok(false) => {
+            tracing::info!("upload changed state meanwhile; acking");
+            Ok(Outcome::Skipped)
+        }
+        Err(e) => Err(Ended::Unrecorded(Failure::from_error(&e))),
     }
-    Err(AbortError::new(format!("{code}: {message}")).into())
 }
 
 /// One attempt at a claimed upload.
 ///
 /// # Errors
-/// [`JobError`], classified as permanent or transient.
-pub async fn process(ctx: &JobContext, upload: &Upload) -> Result<Outcome, JobError> {
+/// A [`Failure`], classified by the taxonomy.
+pub async fn process(ctx: &JobContext, upload: &Upload) -> Result<Outcome, Failure> {
     let started = Instant::now();
+    let storage = ctx.storage();
     let max = ctx.settings.worker.max_encoded_bytes;
+    let fetch = async |key: &str| {
+        storage.get(key, max).await.map_err(|e| {
+            let f = Failure::from_error(&e);
+            if f.code == ErrorCode::ImageTooLarge {
+                f.with_facts(format!("the file is over {max} bytes"))
+            } else {
+                f
+            }
+        })
+    };
     // A replayed upload's original was already moved to its final key when it failed.
     let mut source = upload.temp_key.clone();
-    let mut object = ctx.storage.get(&source, max).await?;
+    let mut object = fetch(&source).await?;
     if let (None, Some(final_key)) = (&object, &upload.final_key) {
         source = final_key.clone();
-        object = ctx.storage.get(&source, max).await?;
+        object = fetch(&source).await?;
     }
     let Some(object) = object else {
-        return Err(JobError::Permanent {
-            code: ErrorCode::ObjectMissing,
-            message: format!("object {} is gone", upload.temp_key),
-        });
+        return Err(Failure::new(
+            ErrorCode::ObjectMissing,
+            format!("object {} is gone", upload.temp_key),
+        ));
     };
     let bytes = object.bytes;
-    let m = &ctx.metrics;
-    let stage = |name: &str, d: Duration| {
-        m.stage_duration
-            .with_label_values(&[name])
-            .observe(d.as_secs_f64())
-    };
-    stage("fetch", started.elapsed());
-    m.processed_bytes.inc_by(bytes.len() as u64);
-    if bytes.len() as u64 != upload.byte_size.max(0) as u64 {
-        return Err(JobError::Permanent {
-            code: ErrorCode::SizeMismatch,
-            message: format!(
-                "object has {} bytes, {} declared",
-                bytes.len(),
-                upload.byte_size
-            ),
-        });
+    ctx.stage("fetch", started.elapsed());
+    ctx.metrics.processed_bytes.inc_by(bytes.len() as u64);
+    let declared = upload.byte_size.max(0) as u64;
+    if bytes.len() as u64 != declared {
+        let facts = format!("declared {declared} bytes, stored {}", bytes.len());
+        return Err(Failure::new(ErrorCode::SizeMismatch, facts.clone()).with_facts(facts));
     }
 
     let renditions = ctx.settings.worker.renditions.clone();
-    let limits = ctx.limits();
-    // The blocking thread logs inside the job's span (upload_id, job_id, attempt) too.
-    let span = tracing::Span::current();
-    let processed = tokio::task::spawn_blocking(move || {
-        span.in_scope(|| imaging::process(&bytes, &renditions, &limits))
-    })
-    .await
-    .map_err(|e| JobError::Permanent {
-        code: ErrorCode::CorruptImage,
-        message: format!("decoder panicked: {e}"),
-    })??;
-
-    stage("decode", processed.timings.decode);
-    stage("render", processed.timings.render);
-    stage("encode", processed.timings.encode);
-    m.processed_pixels
+    let limits = Limits::from_settings(&ctx.settings.worker);
+    let processed = runtime::blocking(move || imaging::process(&bytes, &renditions, &limits))
+        .await?
+        .map_err(|e| imaging_failure(&e))?;
+    ctx.stage("decode", processed.timings.decode);
+    ctx.stage("render", processed.timings.render);
+    ctx.stage("encode", processed.timings.encode);
+    ctx.metrics
+        .processed_pixels
         .inc_by(u64::from(processed.metadata.width) * u64::from(processed.metadata.height));
     let t = Instant::now();
     let derivatives = store_derivatives(ctx, upload, processed.derivatives).await?;
-    stage("store", t.elapsed());
+    ctx.stage("store", t.elapsed());
     let t = Instant::now();
-    let final_key = ctx
-        .storage
+    let final_key = storage
         .layout()
         .original(&upload.owner, upload.id, &upload.filename);
     if source != final_key {
         // Promote exactly the bytes that were processed (the client's URL may still be valid).
-        ctx.storage
+        storage
             .copy(&source, &final_key, object.etag.as_deref())
-            .await?;
+            .await
+            .map_err(|e| Failure::from_error(&e))?;
     }
-    stage("promote", t.elapsed());
+    ctx.stage("promote", t.elapsed());
     let t = Instant::now();
-    if !db::commit_ready(
-        &ctx.pool,
-        upload.id,
-        upload.attempts,
-        &final_key,
-        &processed.metadata,
-        &derivatives,
-    )
-    .await?
-    {
+    let committed = ctx
+        .lifecycle
+        .commit_ready(upload, &final_key, &processed.metadata, &derivatives)
+        .await
+        .map_err(|e| Failure::from_error(&e))?;
+    if !committed {
         tracing::info!("another attempt holds the upload now; acking");
         return Ok(Outcome::Skipped);
     }
-    stage("commit", t.elapsed());
+    ctx.stage("commit", t.elapsed());
     if let Some(completed) = upload.completed_at {
         let latency = (chrono::Utc::now() - completed)
             .to_std()
             .unwrap_or_default();
-        m.ready_latency.observe(latency.as_secs_f64());
+        ctx.metrics.ready_latency.observe(latency.as_secs_f64());
     }
     if source != final_key
-        && let Err(e) = ctx.storage.delete(&source).await
+        && let Err(e) = storage.delete(&source).await
     {
         tracing::warn!(error = %e, "could not delete temp object; the sweeper will");
     }
-    Ok(Outcome::Ready)
+    Ok(Outcome::Succeeded)
 }
 
-/// Keeps a failed upload's original: copies the temp object to the final original key, records
-/// it, then deletes the temp object, so nothing is lost, nothing is left under `tmp/`, and a
-/// replay can process it from the final key. A missing temp object is not an error.
-async fn preserve_original(ctx: &JobContext, upload: &Upload) -> Result<(), BoxDynError> {
-    if ctx.storage.head(&upload.temp_key).await?.is_none() {
-        return Ok(());
+/// An imaging error as a [`Failure`]: its code, its message as detail, and, for a size limit,
+/// the message as a safe fact too (it names the image's own dimensions and the limit).
+pub(crate) fn imaging_failure(e: &imaging::ImagingError) -> Failure {
+    let f = Failure::from_error(e);
+    match e {
+        imaging::ImagingError::TooLarge(m) => f.with_facts(m.clone()),
+        _ => f,
     }
-    let final_key = ctx
-        .storage
-        .layout()
-        .original(&upload.owner, upload.id, &upload.filename);
-    ctx.storage.copy(&upload.temp_key, &final_key, None).await?;
-    db::set_final_key(&ctx.pool, upload.id, &final_key).await?;
-    ctx.storage.delete(&upload.temp_key).await?;
-    Ok(())
 }
 
 /// PUTs each rendered derivative to its key (`derivatives/{owner}/{id}/{rendition}.{ext}`) and
 /// returns the rows to commit, with the recipe version and fingerprint each was rendered with.
 /// Overwriting is harmless, so a repeated attempt simply writes the same keys again.
+///
+/// # Errors
+/// The storage [`Failure`] of the first PUT that fails.
 pub(crate) async fn store_derivatives(
     ctx: &JobContext,
     upload: &Upload,
     rendered: Vec<imaging::RenderedDerivative>,
-) -> Result<Vec<Derivative>, JobError> {
+) -> Result<Vec<Derivative>, Failure> {
+    let storage = ctx.storage();
     let mut out = Vec::with_capacity(rendered.len());
     for d in rendered {
         let r = &d.rendition;
-        let key = ctx.storage.layout().derivative(
-            &upload.owner,
-            upload.id,
-            &r.name,
-            r.format.extension(),
-        );
+        let key =
+            storage
+                .layout()
+                .derivative(&upload.owner, upload.id, &r.name, r.format.extension());
         let byte_size = d.bytes.len() as u64;
-        ctx.storage
+        storage
             .put(&key, d.bytes.into(), r.format.mime())
-            .await?;
+            .await
+            .map_err(|e| Failure::from_error(&e))?;
         out.push(Derivative {
             rendition: r.name.clone(),
             object_key: key,

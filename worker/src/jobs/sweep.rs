@@ -19,11 +19,11 @@ use std::time::Duration;
 
 use chrono::Utc;
 use kiln_shared::db::uploads as db;
-use kiln_shared::domain::{UploadId, UploadState};
+use kiln_shared::domain::UploadState;
 use redis::AsyncCommands;
 use serde::Serialize;
 
-use super::process_upload::JobContext;
+use super::runtime::JobContext;
 
 /// What one sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -42,37 +42,41 @@ pub struct SweepReport {
 pub struct SweepUploads;
 
 impl SweepUploads {
-    /// Runs one sweep now (no lock).
+    /// Runs one sweep now (no lock). Every state change goes through the lifecycle.
     ///
     /// # Errors
     /// The first Postgres, Redis or S3 failure; the next run starts over.
     pub async fn run(ctx: &JobContext) -> anyhow::Result<SweepReport> {
         let cfg = &ctx.settings.sweeper;
-        let mut report = SweepReport::default();
-
-        for (_, temp_key) in
-            db::expire_pending(&ctx.pool, Duration::from_secs(cfg.expiry_grace_secs)).await?
-        {
-            ctx.storage.delete(&temp_key).await?;
-            report.expired += 1;
-        }
+        let lifecycle = &ctx.lifecycle;
+        let pool = lifecycle.pool();
+        let mut report = SweepReport {
+            expired: lifecycle
+                .expire_pending(Duration::from_secs(cfg.expiry_grace_secs))
+                .await?,
+            ..Default::default()
+        };
 
         let stale = Duration::from_secs(cfg.uploaded_stale_secs);
-        for (id, job_id, _) in db::stale_in_state(&ctx.pool, UploadState::Uploaded, stale).await? {
-            if !Self::job_is_live(ctx, job_id.as_deref()).await? {
-                Self::requeue(ctx, id).await?;
+        for (id, generation, _) in db::stale_in_state(pool, UploadState::Uploaded, stale).await? {
+            if lifecycle
+                .requeue_if_lost(id, UploadState::Uploaded, generation, false)
+                .await?
+            {
                 report.requeued_uploaded += 1;
             }
         }
 
         let lease = ctx.settings.redis.claim_lease();
         let timeout = Duration::from_secs(cfg.processing_timeout_secs);
-        for (id, job_id, updated_at) in
-            db::stale_in_state(&ctx.pool, UploadState::Processing, lease).await?
+        for (id, generation, updated_at) in
+            db::stale_in_state(pool, UploadState::Processing, lease).await?
         {
             let overdue = (Utc::now() - updated_at).to_std().unwrap_or_default() > timeout;
-            if overdue || !Self::job_is_live(ctx, job_id.as_deref()).await? {
-                Self::requeue(ctx, id).await?;
+            if lifecycle
+                .requeue_if_lost(id, UploadState::Processing, generation, overdue)
+                .await?
+            {
                 report.requeued_processing += 1;
             }
         }
@@ -81,35 +85,14 @@ impl SweepUploads {
         Ok(report)
     }
 
-    async fn job_is_live(ctx: &JobContext, job_id: Option<&str>) -> anyhow::Result<bool> {
-        Ok(match job_id {
-            Some(j) => ctx.queue.is_live(j).await?,
-            None => false,
-        })
-    }
-
-    async fn requeue(ctx: &JobContext, id: UploadId) -> anyhow::Result<()> {
-        let job_id = ctx.queue.push_process_upload(id).await?;
-        db::set_job_id(&ctx.pool, id, &job_id).await?;
-        tracing::info!(upload_id = %id, %job_id, "sweeper re-enqueued upload");
-        Ok(())
-    }
-
     async fn clean_temps(ctx: &JobContext) -> anyhow::Result<u64> {
         let ttl = chrono::Duration::seconds(ctx.settings.sweeper.orphan_temp_ttl_secs as i64);
+        let storage = ctx.storage();
         let mut deleted = 0;
-        for object in ctx
-            .storage
-            .list_objects(&ctx.storage.layout().temp_root())
-            .await?
-        {
-            let id = object
-                .key
-                .rsplit('/')
-                .next()
-                .and_then(|s| s.parse::<UploadId>().ok());
+        for object in storage.list_objects(&storage.layout().temp_root()).await? {
+            let id = object.key.rsplit('/').next().and_then(|s| s.parse().ok());
             let row = match id {
-                Some(id) => db::get(&ctx.pool, id).await?,
+                Some(id) => db::get(ctx.lifecycle.pool(), id).await?,
                 None => None,
             };
             let remove = match &row {
@@ -117,20 +100,17 @@ impl SweepUploads {
                 Some(u) => match u.state {
                     UploadState::Ready | UploadState::Expired => true,
                     UploadState::Failed => {
-                        if u.final_key.is_none() {
-                            let final_key =
-                                ctx.storage.layout().original(&u.owner, u.id, &u.filename);
-                            ctx.storage.copy(&u.temp_key, &final_key, None).await?;
-                            db::set_final_key(&ctx.pool, u.id, &final_key).await?;
-                        }
-                        true
+                        // Keeps the original at its final key and deletes the temp object.
+                        ctx.lifecycle.preserve_original(u).await?;
+                        deleted += 1;
+                        false
                     }
                     UploadState::Pending | UploadState::Uploaded | UploadState::Processing => false,
                 },
                 None => object.last_modified.is_some_and(|t| Utc::now() - t > ttl),
             };
             if remove {
-                ctx.storage.delete(&object.key).await?;
+                storage.delete(&object.key).await?;
                 deleted += 1;
             }
         }
@@ -148,7 +128,7 @@ pub async fn run_periodically(ctx: Arc<JobContext>, mut stop: tokio::sync::watch
         return;
     }
     if cfg.lifecycle_rule {
-        match ctx.storage.ensure_temp_lifecycle(1).await {
+        match ctx.storage().ensure_temp_lifecycle(1).await {
             Ok(()) => tracing::info!("lifecycle rule: tmp/ expires after 1 day"),
             Err(e) => tracing::warn!(error = %e, "could not set the tmp/ lifecycle rule"),
         }
@@ -162,7 +142,7 @@ pub async fn run_periodically(ctx: Arc<JobContext>, mut stop: tokio::sync::watch
             _ = ticker.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let mut conn = ctx.queue.connection();
+        let mut conn = ctx.lifecycle.queue().connection();
         let opts = redis::SetOptions::default()
             .conditional_set(redis::ExistenceCheck::NX)
             .with_expiration(redis::SetExpiry::PX(interval.as_millis() as u64));

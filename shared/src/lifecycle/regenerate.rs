@@ -10,7 +10,7 @@
 //! Each job gets a deterministic task id derived from the upload id and the chosen recipes'
 //! names and fingerprints ([`task_id`]). Running `regenerate` again while that job still waits
 //! or runs queues nothing new; once it has finished, the same id can be queued again (see
-//! [`RenditionQueue::push_once`]).
+//! [`crate::queue::Queue::push`]).
 
 use std::collections::BTreeMap;
 
@@ -22,6 +22,7 @@ use crate::db::DbError;
 use crate::db::derivatives::{self, StoredRecipe};
 use crate::domain::{Rendition, UploadId};
 use crate::queue::{Pushed, QueueError, RenderRenditions, RenditionQueue};
+use std::time::Duration;
 
 /// What to regenerate.
 #[derive(Debug, Clone)]
@@ -175,7 +176,10 @@ pub async fn regenerate(
                 renditions: redo.iter().map(|r| r.name.clone()).collect(),
                 retries: 0,
             };
-            match queue.push_once(job, task_id(upload.id, &redo)).await? {
+            match queue
+                .push(job, task_id(upload.id, &redo), Duration::ZERO)
+                .await?
+            {
                 Pushed::Enqueued => report.enqueued += 1,
                 Pushed::AlreadyQueued => report.already_queued += 1,
             }
@@ -190,6 +194,20 @@ pub async fn regenerate(
         "regenerate finished"
     );
     Ok(report)
+}
+
+impl super::Lifecycle {
+    /// [`regenerate`] on this lifecycle's database and RenderRenditions queue.
+    ///
+    /// # Errors
+    /// As [`regenerate`].
+    pub async fn regenerate(
+        &self,
+        configured: &[Rendition],
+        opts: &RegenerateOptions,
+    ) -> Result<RegenerateReport, RegenerateError> {
+        regenerate(&self.pool, &self.renditions, configured, opts).await
+    }
 }
 
 #[cfg(test)]

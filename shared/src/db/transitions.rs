@@ -1,0 +1,331 @@
+//! Upload state changes, one conditional UPDATE each (`WHERE state = …`, and for a claimed row
+//! `AND attempts = …`), so concurrent or duplicate callers can never move a row backwards.
+//! Every transition that queues work increments `job_generation` in the same statement and
+//! returns it: the task id is derived from it (`crate::queue::task_id`), never written back.
+//!
+//! Called only by the lifecycle module (`crate::lifecycle`), which pairs each change with its
+//! queue work.
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, PgPool, Postgres, Transaction};
+
+use super::DbError;
+use super::uploads::{UPLOAD_COLUMNS, UploadRow};
+use crate::domain::{
+    Derivative, ErrorCode, ImageMetadata, OwnerId, Upload, UploadId, UploadMethod, UploadState,
+};
+
+/// Fields of a new `pending` upload.
+#[derive(Debug, Clone)]
+pub struct NewUpload<'a> {
+    /// Server-chosen id.
+    pub id: UploadId,
+    /// Authenticated owner.
+    pub owner: &'a OwnerId,
+    /// Client filename.
+    pub filename: &'a str,
+    /// Declared content type.
+    pub content_type: &'a str,
+    /// Declared size, in bytes.
+    pub byte_size: i64,
+    /// Upload method.
+    pub method: UploadMethod,
+    /// Temp key.
+    pub temp_key: &'a str,
+    /// End of the upload window.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A failure as recorded on the row: the stable code, the client message and the internal
+/// detail.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordedError<'a> {
+    /// Stable code.
+    pub code: ErrorCode,
+    /// What clients see.
+    pub message: &'a str,
+    /// What operators see.
+    pub detail: &'a str,
+}
+
+fn into_upload(row: Option<UploadRow>) -> Result<Option<Upload>, DbError> {
+    row.map(Upload::try_from).transpose()
+}
+
+/// Inserts a `pending` upload and returns it.
+///
+/// # Errors
+/// [`DbError::Sqlx`] on any database failure (including a duplicate id or temp key).
+pub async fn insert_pending(pool: &PgPool, new: &NewUpload<'_>) -> Result<Upload, DbError> {
+    let sql = format!(
+        "INSERT INTO uploads (id, owner, state, filename, content_type, byte_size, method, \
+         temp_key, expires_at) VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8) \
+         RETURNING {UPLOAD_COLUMNS}"
+    );
+    let row: UploadRow = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(new.id.0)
+        .bind(new.owner.as_str())
+        .bind(new.filename)
+        .bind(new.content_type)
+        .bind(new.byte_size)
+        .bind(new.method.as_str())
+        .bind(new.temp_key)
+        .bind(new.expires_at)
+        .fetch_one(pool)
+        .await?;
+    row.try_into()
+}
+
+/// `pending` → `uploaded`, starting the next job generation. Returns the updated row, or
+/// `None` when another call already moved it (so exactly one caller queues the job). Expiry
+/// is not checked here: S3 already refused any upload sent after the URL or policy expired.
+///
+/// # Errors
+/// [`DbError`] on database failure or a corrupt row.
+pub async fn mark_uploaded(
+    pool: &PgPool,
+    owner: &OwnerId,
+    id: UploadId,
+) -> Result<Option<Upload>, DbError> {
+    let sql = format!(
+        "UPDATE uploads SET state = 'uploaded', completed_at = now(), updated_at = now(), \
+         job_generation = job_generation + 1 \
+         WHERE id = $1 AND owner = $2 AND state = 'pending' RETURNING {UPLOAD_COLUMNS}"
+    );
+    into_upload(
+        sqlx::query_as(AssertSqlSafe(sql))
+            .bind(id.0)
+            .bind(owner.as_str())
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+/// `uploaded` → `pending` at job generation `generation`, when queueing the job after
+/// `complete` failed, so the client's retry of `complete` queues it. Returns whether the row
+/// changed.
+///
+/// # Errors
+/// [`DbError::Sqlx`] on database failure.
+pub async fn revert_to_pending(
+    pool: &PgPool,
+    id: UploadId,
+    generation: i32,
+) -> Result<bool, DbError> {
+    let n = sqlx::query(
+        "UPDATE uploads SET state = 'pending', completed_at = NULL, updated_at = now() \
+         WHERE id = $1 AND state = 'uploaded' AND job_generation = $2",
+    )
+    .bind(id.0)
+    .bind(generation)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(n > 0)
+}
+
+/// Claims the upload for processing, incrementing `attempts`: `uploaded` → `processing`, or a
+/// `processing` row whose claim is older than `lease` (its worker died; apalis re-delivered the
+/// orphaned job). The returned `attempts` is the claim's fencing token: later transitions of
+/// this attempt only apply while the row still carries it. `None` when the row is in any other
+/// state or another live attempt holds it (a duplicate delivery: ack without work).
+///
+/// # Errors
+/// [`DbError`] on database failure or a corrupt row.
+pub async fn claim(
+    pool: &PgPool,
+    id: UploadId,
+    lease: std::time::Duration,
+) -> Result<Option<Upload>, DbError> {
+    let sql = format!(
+        "UPDATE uploads SET state = 'processing', attempts = attempts + 1, updated_at = now() \
+         WHERE id = $1 AND (state = 'uploaded' OR (state = 'processing' AND \
+         updated_at < now() - make_interval(secs => $2))) RETURNING {UPLOAD_COLUMNS}"
+    );
+    into_upload(
+        sqlx::query_as(AssertSqlSafe(sql))
+            .bind(id.0)
+            .bind(lease.as_secs_f64())
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+/// Commits a processed upload in one transaction: `processing` → `ready` with the final key,
+/// metadata and derivative rows (replacing any from an earlier attempt). Returns `false`, and
+/// changes nothing, when the row is no longer `processing` under this `attempt` (see
+/// [`claim`]).
+///
+/// # Errors
+/// [`DbError::Sqlx`] on database failure (the transaction is rolled back).
+pub async fn commit_ready(
+    pool: &PgPool,
+    id: UploadId,
+    attempt: i32,
+    final_key: &str,
+    metadata: &ImageMetadata,
+    derivatives: &[Derivative],
+) -> Result<bool, DbError> {
+    let mut tx: Transaction<'_, Postgres> = pool.begin().await?;
+    let updated = sqlx::query(
+        "UPDATE uploads SET state = 'ready', final_key = $2, metadata = $3, sha256 = $4, \
+         error_code = NULL, error_message = NULL, error_detail = NULL, ready_at = now(), \
+         updated_at = now() WHERE id = $1 AND state = 'processing' AND attempts = $5",
+    )
+    .bind(id.0)
+    .bind(final_key)
+    .bind(Json(metadata))
+    .bind(&metadata.sha256)
+    .bind(attempt)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    sqlx::query("DELETE FROM derivatives WHERE upload_id = $1")
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await?;
+    for d in derivatives {
+        super::derivatives::insert(&mut tx, id, d).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// `processing` (under `attempt`) → `failed` with the error; with `attempt = None`, from
+/// `uploaded` or `processing` whatever the attempt. Returns whether the row changed.
+///
+/// # Errors
+/// [`DbError::Sqlx`] on database failure.
+pub async fn mark_failed(
+    pool: &PgPool,
+    id: UploadId,
+    attempt: Option<i32>,
+    error: RecordedError<'_>,
+) -> Result<bool, DbError> {
+    let n = sqlx::query(
+        "UPDATE uploads SET state = 'failed', error_code = $2, error_message = $3, \
+         error_detail = $4, updated_at = now() WHERE id = $1 \
+         AND state IN ('uploaded', 'processing') \
+         AND ($5::int IS NULL OR (state = 'processing' AND attempts = $5))",
+    )
+    .bind(id.0)
+    .bind(error.code.as_str())
+    .bind(error.message)
+    .bind(error.detail)
+    .bind(attempt)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(n > 0)
+}
+
+/// `processing` (under `attempt`) → `uploaded` after a transient error, keeping the last error
+/// so operators can see why it is retrying, and starting the next job generation. Returns the
+/// new generation, or `None` when the row had moved on.
+///
+/// # Errors
+/// [`DbError::Sqlx`] on database failure.
+pub async fn release_for_retry(
+    pool: &PgPool,
+    id: UploadId,
+    attempt: i32,
+    error: RecordedError<'_>,
+) -> Result<Option<i32>, DbError> {
+    Ok(sqlx::query_scalar(
+        "UPDATE uploads SET state = 'uploaded', error_code = $2, error_message = $3, \
+         error_detail = $4, updated_at = now(), job_generation = job_generation + 1 \
+         WHERE id = $1 AND state = 'processing' AND attempts = $5 RETURNING job_generation",
+    )
+    .bind(id.0)
+    .bind(error.code.as_str())
+    .bind(error.message)
+    .bind(error.detail)
+    .bind(attempt)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Replay: `failed` → `uploaded`, resetting `attempts` and the error, counting the replay and
+/// starting the next job generation (the dead task is the previous generation's). Returns the
+/// updated row, or `None` when it was not `failed` (already replayed, or never failed), which
+/// makes replay idempotent.
+///
+/// # Errors
+/// [`DbError`] on database failure or a corrupt row.
+pub async fn mark_for_replay(pool: &PgPool, id: UploadId) -> Result<Option<Upload>, DbError> {
+    let sql = format!(
+        "UPDATE uploads SET state = 'uploaded', attempts = 0, error_code = NULL, \
+         error_message = NULL, error_detail = NULL, replays = replays + 1, updated_at = now(), \
+         job_generation = job_generation + 1 WHERE id = $1 AND state = 'failed' \
+         RETURNING {UPLOAD_COLUMNS}"
+    );
+    into_upload(
+        sqlx::query_as(AssertSqlSafe(sql))
+            .bind(id.0)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+/// Sweeper: starts the next job generation of an upload still in `state` at generation `seen`
+/// (its task was found lost), leaving `updated_at` alone so a processing row's lease is not
+/// extended. Returns the new generation, or `None` when the row moved on meanwhile.
+///
+/// # Errors
+/// [`DbError::Sqlx`] on database failure.
+pub async fn next_generation(
+    pool: &PgPool,
+    id: UploadId,
+    state: UploadState,
+    seen: i32,
+) -> Result<Option<i32>, DbError> {
+    Ok(sqlx::query_scalar(
+        "UPDATE uploads SET job_generation = job_generation + 1 \
+         WHERE id = $1 AND state = $2 AND job_generation = $3 RETURNING job_generation",
+    )
+    .bind(id.0)
+    .bind(state.as_str())
+    .bind(seen)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Records where the original now lives (set when a failed upload's original is preserved).
+///
+/// # Errors
+/// [`DbError::Sqlx`] on database failure.
+pub async fn set_final_key(pool: &PgPool, id: UploadId, final_key: &str) -> Result<(), DbError> {
+    sqlx::query("UPDATE uploads SET final_key = $2, updated_at = now() WHERE id = $1")
+        .bind(id.0)
+        .bind(final_key)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Sweeper: `pending` rows more than `grace` past `expires_at` → `expired`. Returns the expired
+/// uploads' `(id, temp_key)`.
+///
+/// # Errors
+/// [`DbError::Sqlx`] on database failure.
+pub async fn expire_pending(
+    pool: &PgPool,
+    grace: std::time::Duration,
+) -> Result<Vec<(UploadId, String)>, DbError> {
+    let rows: Vec<(uuid::Uuid, String)> = sqlx::query_as(
+        "UPDATE uploads SET state = 'expired', updated_at = now() WHERE state = 'pending' \
+         AND expires_at < now() - make_interval(secs => $1) RETURNING id, temp_key",
+    )
+    .bind(grace.as_secs_f64())
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, key)| (UploadId(id), key))
+        .collect())
+}

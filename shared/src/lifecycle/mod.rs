@@ -1,0 +1,146 @@
+//! The upload lifecycle: the one place that changes an upload's state, together with the queue
+//! and storage work each change implies. API handlers, jobs, the sweeper and the CLI call it;
+//! none of them sequences database and queue calls itself.
+//!
+//! | transition | state change | queue work |
+//! | --- | --- | --- |
+//! | [`Lifecycle::authorize`] | → `pending` | — (presigns the temp key) |
+//! | [`Lifecycle::complete`] | `pending` → `uploaded`, generation + 1 | push ProcessUpload |
+//! | [`Lifecycle::claim`] | `uploaded` → `processing`, attempts + 1 | — |
+//! | [`Lifecycle::commit_ready`] | `processing` → `ready` | — |
+//! | [`Lifecycle::retry_later`] | `processing` → `uploaded`, generation + 1 | push, delayed |
+//! | [`Lifecycle::fail`] | `processing` → `failed` | — (original kept at its final key) |
+//! | [`Lifecycle::replay`] | `failed` → `uploaded`, generation + 1 | push; drop the dead task |
+//! | [`Lifecycle::requeue_if_lost`] | generation + 1 (sweeper) | push |
+//! | [`Lifecycle::expire_pending`] | `pending` → `expired` | — (temp object deleted) |
+//! | [`regenerate::regenerate`] | — | push RenderRenditions |
+//!
+//! **Task ids are derived, never written back.** Every transition that queues work increments
+//! the row's `job_generation` in its conditional UPDATE, and the pushed task's id is
+//! `queue::task_id::process_upload(upload_id, generation)`. So the row alone names its current
+//! task: the sweeper checks that task's liveness and replay removes it from the dead set
+//! without any id column. A crash between the UPDATE and the push leaves a row whose task is
+//! not live; the sweeper then starts the next generation.
+
+mod failure;
+mod processing;
+pub mod regenerate;
+mod repair;
+mod uploads;
+
+use std::sync::Arc;
+
+use crate::Settings;
+use crate::db::{DbError, PgPool};
+use crate::domain::{Classify, ErrorCode};
+use crate::queue::{self, JobQueue, QueueError, RenditionQueue};
+use crate::retry::RetryPolicy;
+use crate::storage::{Storage, StorageError};
+
+pub use failure::{Failure, client_message};
+pub use processing::Claim;
+pub use repair::ReplayReport;
+pub use uploads::{Authorization, UploadRequest};
+
+/// Why a lifecycle call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    /// No such upload for this owner (`not_found`).
+    #[error("upload not found")]
+    NotFound,
+    /// `complete` found nothing at the temp key (`object_missing`).
+    #[error("no object has been uploaded for this upload yet")]
+    ObjectMissing,
+    /// `complete` found an object of another size (`size_mismatch`); it was deleted.
+    #[error("uploaded {actual} bytes but declared {declared}")]
+    SizeMismatch {
+        /// Declared size, in bytes.
+        declared: u64,
+        /// Stored size, in bytes.
+        actual: u64,
+    },
+    /// Postgres failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// S3 failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Redis failed; the row is left where the sweeper (or the client's retry) picks it up.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+impl Classify for LifecycleError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            Self::NotFound => ErrorCode::NotFound,
+            Self::ObjectMissing => ErrorCode::ObjectMissing,
+            Self::SizeMismatch { .. } => ErrorCode::SizeMismatch,
+            Self::Db(e) => e.code(),
+            Self::Storage(e) => e.code(),
+            Self::Queue(e) => e.code(),
+        }
+    }
+}
+
+/// The lifecycle's handles: Postgres, the bucket, both queues and the settings. Cheap to
+/// clone; one per process.
+#[derive(Clone)]
+pub struct Lifecycle {
+    pool: PgPool,
+    storage: Storage,
+    uploads: JobQueue,
+    renditions: RenditionQueue,
+    settings: Arc<Settings>,
+}
+
+impl Lifecycle {
+    /// Connects both queues to Redis (one connection) around an existing pool and bucket.
+    ///
+    /// # Errors
+    /// [`QueueError::Redis`] when Redis does not answer.
+    pub async fn connect(
+        settings: Arc<Settings>,
+        pool: PgPool,
+        storage: Storage,
+    ) -> Result<Self, QueueError> {
+        let conn = queue::connect_redis(&settings.redis).await?;
+        Ok(Self {
+            uploads: JobQueue::on(conn.clone(), &settings.redis),
+            renditions: RenditionQueue::on(conn, &settings.redis),
+            pool,
+            storage,
+            settings,
+        })
+    }
+
+    /// The Postgres pool (for reads).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The bucket.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// The ProcessUpload queue (for depth, liveness and locks; pushes go through `self`).
+    pub fn queue(&self) -> &JobQueue {
+        &self.uploads
+    }
+
+    /// The RenderRenditions queue.
+    pub fn renditions_queue(&self) -> &RenditionQueue {
+        &self.renditions
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The retry policy (`worker.max_attempts` and the backoff).
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy::from_settings(&self.settings.worker)
+    }
+}

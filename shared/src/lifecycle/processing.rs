@@ -1,0 +1,214 @@
+//! The worker's side of the lifecycle: claim an upload, then commit it `ready`, retry it later
+//! or fail it.
+
+use std::time::Duration;
+
+use super::{Failure, Lifecycle, LifecycleError};
+use crate::db::transitions::{self, RecordedError};
+use crate::domain::{Classify, Derivative, ErrorCode, ImageMetadata, Upload, UploadId};
+use crate::queue::{ProcessUpload, QueueError, task_id};
+
+/// What [`Lifecycle::claim`] found.
+#[derive(Debug, Clone)]
+pub enum Claim {
+    /// The row is now `processing` under this attempt (`upload.attempts` is the fencing
+    /// token of every later transition of the attempt).
+    Claimed(Box<Upload>),
+    /// The upload is not waiting for processing (terminal, or another live attempt holds
+    /// it): a duplicate or late delivery, to ack without work.
+    NotWaiting,
+    /// The upload was claimed more than `worker.max_attempts` times without finishing (a job
+    /// that keeps killing its worker): it is now `failed` with `retries_exhausted`.
+    GaveUp(Failure),
+}
+
+impl Failure {
+    fn recorded(&self) -> (String, &str) {
+        (self.client_message(), &self.detail)
+    }
+}
+
+impl Lifecycle {
+    /// Claims upload `id` for processing (`uploaded` → `processing`, or a `processing` row
+    /// whose lease `redis.claim_lease()` ran out), counting the attempt.
+    ///
+    /// # Errors
+    /// A transient [`LifecycleError::Db`] when Postgres is down (nothing changed). A permanent
+    /// one when the row cannot be read back (a bug or a newer schema): the row is then failed
+    /// with `internal` by id, so the job ends dead instead of retrying.
+    pub async fn claim(&self, id: UploadId) -> Result<Claim, LifecycleError> {
+        let lease = self.settings.redis.claim_lease();
+        let upload = match transitions::claim(&self.pool, id, lease).await {
+            Ok(Some(upload)) => upload,
+            Ok(None) => return Ok(Claim::NotWaiting),
+            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(e) => {
+                let failure = Failure::from_error(&e);
+                let (message, detail) = failure.recorded();
+                let error = RecordedError {
+                    code: failure.code,
+                    message: &message,
+                    detail,
+                };
+                transitions::mark_failed(&self.pool, id, None, error).await?;
+                return Err(e.into());
+            }
+        };
+        let max = self.retry_policy().max_attempts;
+        if upload.attempts as u32 > max {
+            let failure = Failure::new(
+                ErrorCode::RetriesExhausted,
+                format!("claimed {} times without finishing", upload.attempts),
+            )
+            .with_facts(format!("{} attempts", upload.attempts));
+            self.fail(&upload, &failure).await?;
+            return Ok(Claim::GaveUp(failure));
+        }
+        Ok(Claim::Claimed(Box::new(upload)))
+    }
+
+    /// Commits a processed upload: `processing` (under this attempt) → `ready` with its final
+    /// key, metadata and derivative rows, in one transaction. Returns `false`, changing
+    /// nothing, when another attempt holds the row now.
+    ///
+    /// # Errors
+    /// [`LifecycleError::Db`] on database failure.
+    pub async fn commit_ready(
+        &self,
+        upload: &Upload,
+        final_key: &str,
+        metadata: &ImageMetadata,
+        derivatives: &[Derivative],
+    ) -> Result<bool, LifecycleError> {
+        Ok(transitions::commit_ready(
+            &self.pool,
+            upload.id,
+            upload.attempts,
+            final_key,
+            metadata,
+            derivatives,
+        )
+        .await?)
+    }
+
+    /// Commits re-rendered derivatives of a `ready` upload (RenderRenditions): replaces only
+    /// the rows of `derivatives`' renditions, while the upload stays `ready`. Returns `None`,
+    /// changing nothing, when it is not `ready` any more; otherwise the object keys no row
+    /// points at now, for the caller to delete.
+    ///
+    /// # Errors
+    /// [`LifecycleError::Db`] on database failure.
+    pub async fn replace_derivatives(
+        &self,
+        id: UploadId,
+        derivatives: &[Derivative],
+    ) -> Result<Option<Vec<String>>, LifecycleError> {
+        Ok(crate::db::derivatives::replace(&self.pool, id, derivatives).await?)
+    }
+
+    /// After a transient `failure`: `processing` (under this attempt) → `uploaded` with the
+    /// error kept for operators, and the next generation's task queued, runnable after
+    /// `delay`. Returns `false`, queueing nothing, when another attempt holds the row now.
+    ///
+    /// # Errors
+    /// [`LifecycleError::Db`] when the row cannot be released; [`LifecycleError::Queue`] when
+    /// the task cannot be queued (the row is `uploaded` with no live task, which the sweeper
+    /// repairs).
+    pub async fn retry_later(
+        &self,
+        upload: &Upload,
+        failure: &Failure,
+        delay: Duration,
+    ) -> Result<bool, LifecycleError> {
+        let (message, detail) = failure.recorded();
+        let error = RecordedError {
+            code: failure.code,
+            message: &message,
+            detail,
+        };
+        let Some(generation) =
+            transitions::release_for_retry(&self.pool, upload.id, upload.attempts, error).await?
+        else {
+            return Ok(false);
+        };
+        let task = task_id::process_upload(upload.id, generation);
+        self.uploads
+            .push(
+                ProcessUpload {
+                    upload_id: upload.id,
+                },
+                task,
+                delay,
+            )
+            .await?;
+        tracing::info!(next_job_id = %task, ?delay, "retry queued");
+        Ok(true)
+    }
+
+    /// When a delivery of task `parent` could not even claim its row (Postgres down, so no
+    /// attempt can be counted): queues the same work again after `delay` under a task id
+    /// derived from `parent` and this delivery's `attempt`. The row is unchanged; if this push
+    /// is lost too, the sweeper requeues the row.
+    ///
+    /// # Errors
+    /// [`QueueError`] when Redis fails too.
+    pub async fn redeliver_later(
+        &self,
+        id: UploadId,
+        parent: &str,
+        attempt: u32,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
+        let task = task_id::retry_of(id, parent, attempt);
+        self.uploads
+            .push(ProcessUpload { upload_id: id }, task, delay)
+            .await?;
+        Ok(())
+    }
+
+    /// Fails a claimed upload: `processing` (under this attempt) → `failed` with the code, the
+    /// client message and the internal detail; then keeps the original at its final key (best
+    /// effort: on failure the sweeper does it). Returns `false`, changing nothing, when another
+    /// attempt holds the row now.
+    ///
+    /// # Errors
+    /// [`LifecycleError::Db`] when the row cannot be written.
+    pub async fn fail(&self, upload: &Upload, failure: &Failure) -> Result<bool, LifecycleError> {
+        let (message, detail) = failure.recorded();
+        let error = RecordedError {
+            code: failure.code,
+            message: &message,
+            detail,
+        };
+        if !transitions::mark_failed(&self.pool, upload.id, Some(upload.attempts), error).await? {
+            return Ok(false);
+        }
+        if let Err(e) = self.preserve_original(upload).await {
+            tracing::warn!(error = %e, "could not move the failed original to its final key; the sweeper will");
+        }
+        Ok(true)
+    }
+
+    /// Keeps a failed upload's original: copies the temp object to the final original key,
+    /// records it, then deletes the temp object, so nothing is lost, nothing is left under
+    /// `tmp/`, and a replay can process it from the final key. A missing temp object is not
+    /// an error.
+    ///
+    /// # Errors
+    /// [`LifecycleError::Storage`] or [`LifecycleError::Db`] on the first failing step.
+    pub async fn preserve_original(&self, upload: &Upload) -> Result<(), LifecycleError> {
+        if self.storage.head(&upload.temp_key).await?.is_none() {
+            return Ok(());
+        }
+        let final_key = self
+            .storage
+            .layout()
+            .original(&upload.owner, upload.id, &upload.filename);
+        self.storage
+            .copy(&upload.temp_key, &final_key, None)
+            .await?;
+        transitions::set_final_key(&self.pool, upload.id, &final_key).await?;
+        self.storage.delete(&upload.temp_key).await?;
+        Ok(())
+    }
+}
