@@ -1,6 +1,6 @@
 //! The job payloads (ProcessUpload, RenderRenditions) and the Redis-backed queues (apalis-redis
 //! 1.0) that carry them: `redis.queue` for ProcessUpload and `{redis.queue}:renditions` for
-//! RenderRenditions. See `../shared/notes/apalis-redis-1.0.md` for the settings applied here
+//! RenderRenditions. See `docs/dependencies.md` for the settings applied here
 //! and why.
 //!
 //! Key layout of each queue `{q}` (apalis-redis 1.0): `{q}:scheduled` ZSET (new pushes),

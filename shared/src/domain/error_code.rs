@@ -1,4 +1,4 @@
-//! Stable snake_case error codes (DESIGN.md "Errors"): they appear in API error bodies, failed
+//! Stable snake_case error codes (docs/design.md "Errors"): they appear in API error bodies, failed
 //! rows, dead jobs and metric labels, so a code is never renamed.
 
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,7 @@
 //! `ProcessUpload`: fetch the original from its temp key, run the image pipeline, write the
 //! derivatives, promote the original, commit, then delete the temp object.
 //!
-//! Crash-safe per DESIGN.md "Promotion": every step can repeat. The row is claimed with a
+//! Crash-safe per docs/design.md "Promotion": every step can repeat. The row is claimed with a
 //! conditional UPDATE; derivatives are PUT (overwriting is harmless); the original is copied
 //! before the commit; the commit is conditional on `processing`; the temp object is deleted
 //! last, and a failure there is left to the sweeper.
