@@ -160,7 +160,7 @@ impl Default for DatabaseSettings {
     }
 }
 
-/// Redis and apalis queue settings (see `../shared/notes/apalis-redis-1.0.md`).
+/// Redis and apalis queue settings (see `docs/dependencies.md`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RedisSettings {

@@ -1,5 +1,5 @@
 //! Prometheus metrics (prometheus crate, text exposition format 0.0.4). Names follow
-//! DESIGN.md "Observability" and Prometheus naming conventions: a `kiln_` prefix, base units,
+//! docs/design.md "Observability" and Prometheus naming conventions: a `kiln_` prefix, base units,
 //! `_total` on counters, `_seconds` on durations.
 //!
 //! Each process builds one [`Metrics`] with its own registry (no global state, so tests can run

@@ -16,11 +16,11 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-/// `../shared/fixtures` relative to the repository root (override with `KILN_FIXTURES`).
+/// `tests/fixtures` inside the repository (override with `KILN_FIXTURES`).
 pub fn fixtures() -> PathBuf {
     std::env::var_os("KILN_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures"))
 }
 
 /// Every file in `fixtures()/photos/{dir}`, sorted.

@@ -1,6 +1,6 @@
 //! Worker startup: wires the ProcessUpload and RenderRenditions handlers into an apalis
 //! [`Monitor`], each on its own queue with its own concurrency, with the settings from
-//! `../shared/notes/apalis-redis-1.0.md` (unique worker names, a poll interval, bounded
+//! `docs/dependencies.md` (unique worker names, a poll interval, bounded
 //! concurrency and prefetch, a raised Redis response timeout), runs the sweeper beside it, and
 //! reconnects with backoff when Redis goes away.
 
@@ -30,7 +30,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// (up to `worker.shutdown_timeout_secs`) and returns.
 ///
 /// apalis ends a worker whose Redis connection drops, and its monitor then returns as if all
-/// were well (`../shared/notes/apalis-redis-1.0.md`). So the monitor runs in a loop here: when
+/// were well (`docs/dependencies.md`). So the monitor runs in a loop here: when
 /// it ends without a shutdown request, or Redis cannot be reached, the worker waits with
 /// exponential backoff (1 s doubling to 30 s) and starts again under a fresh worker name. It
 /// never spins and never returns while broken; only a shutdown request ends it.

@@ -1,4 +1,4 @@
-//! Object key layout (DESIGN.md "Object keys"). Every key is built here, from validated parts,
+//! Object key layout (docs/design.md "Object keys"). Every key is built here, from validated parts,
 //! so no key segment ever comes unsanitized from a client.
 //!
 //! - temp: `{prefix}tmp/{owner}/{upload_id}`

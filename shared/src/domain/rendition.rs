@@ -94,7 +94,7 @@ pub struct Rendition {
     /// Encoder quality, 1–100.
     pub quality: u8,
     /// Keep the original's EXIF metadata (GPS included) in the derivative. Off by default:
-    /// derivatives are stripped (DESIGN.md "Image pipeline").
+    /// derivatives are stripped (docs/design.md "Image pipeline").
     #[serde(default)]
     pub keep_metadata: bool,
     /// Recipe version.

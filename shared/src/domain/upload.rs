@@ -1,4 +1,4 @@
-//! The upload record and its state machine (DESIGN.md "Upload state machine").
+//! The upload record and its state machine (docs/design.md "Upload state machine").
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -371,7 +371,7 @@ impl Storage {
     }
 
     /// Puts a lifecycle rule on the bucket that expires objects under `{prefix}tmp/` after
-    /// `days` days: a second line of defence behind the sweeper (DESIGN.md "Object keys").
+    /// `days` days: a second line of defence behind the sweeper (docs/design.md "Object keys").
     /// Replaces the bucket's lifecycle configuration.
     ///
     /// # Errors

@@ -62,7 +62,7 @@ pub struct FleetArgs {
     /// The photo every upload sends (default: the 8 MP iPhone JPEG in the team kit).
     #[arg(
         long,
-        default_value = "../shared/fixtures/photos/mobile/iphone_hdr_YES.jpg"
+        default_value = "tests/fixtures/photos/mobile/iphone_hdr_YES.jpg"
     )]
     photo: PathBuf,
     /// Uploads in each backlog run (besides two warm-up uploads per worker).
