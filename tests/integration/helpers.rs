@@ -23,6 +23,18 @@ pub fn fixtures() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures"))
 }
 
+/// The large benchmark images: `KILN_BENCH_CACHE`, default `~/.cache/kiln/bench-images`, the
+/// cache `scripts/fetch-bench-images` fills from Debian packages (`scripts/test` runs it
+/// first).
+pub fn bench_images() -> PathBuf {
+    std::env::var_os("KILN_BENCH_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").expect("HOME is set");
+            Path::new(&home).join(".cache/kiln/bench-images")
+        })
+}
+
 /// Every file in `fixtures()/photos/{dir}`, sorted.
 pub fn photos(dir: &str) -> Vec<PathBuf> {
     let path = fixtures().join("photos").join(dir);

@@ -14,7 +14,9 @@ use kiln_worker::imaging::{self, ImagingError, Limits};
 use lcms2::{CIELab, CIELabExt, CIExyY, GlobalContext, Intent, PixelFormat, Profile, Transform};
 use serde_json::Value;
 
-use crate::helpers::{TestOptions, fixtures, spawn_app, spawn_app_with, spawn_worker_process};
+use crate::helpers::{
+    TestOptions, bench_images, fixtures, spawn_app, spawn_app_with, spawn_worker_process,
+};
 
 /// A rendition so large that the pipeline decodes at full size.
 fn full_size() -> Vec<Rendition> {
@@ -451,7 +453,7 @@ fn truncated_and_garbage_files_are_corrupt_images() {
         ),
         (
             "png".into(),
-            std::fs::read(fixtures().join("bench/altai-5120x2880.png")).unwrap(),
+            std::fs::read(bench_images().join("altai-5120x2880.png")).unwrap(),
         ),
         ("gif".into(), gif),
         ("webp".into(), webp),

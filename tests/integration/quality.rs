@@ -17,13 +17,13 @@ use kiln_shared::domain::Rendition;
 use kiln_worker::imaging::{self, Limits};
 use rgb::FromSlice;
 
-use crate::helpers::fixtures;
+use crate::helpers;
 
 /// Largest DSSIM allowed between Kiln's preview and vipsthumbnail's (0 = identical).
 const MAX_DSSIM: f64 = 0.01;
 
 fn bench_images() -> Vec<PathBuf> {
-    let dir = fixtures().join("bench");
+    let dir = helpers::bench_images();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
