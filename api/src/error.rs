@@ -10,6 +10,7 @@ use kiln_shared::db::DbError;
 use kiln_shared::domain::{Classify, ErrorCode};
 use kiln_shared::queue::QueueError;
 use kiln_shared::storage::StorageError;
+use kiln_shared::wire::Rejection;
 pub use kiln_shared::wire::{ErrorBody, ErrorDetail};
 
 /// An API failure.
@@ -117,6 +118,16 @@ impl ApiError {
                 self.code().client_message().to_owned()
             }
             other => other.to_string(),
+        }
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(e: Rejection) -> Self {
+        match e {
+            Rejection::Invalid(message) => Self::InvalidRequest(message),
+            Rejection::TooLarge { size, max } => Self::TooLarge { size, max },
+            Rejection::UnsupportedContentType(t) => Self::UnsupportedContentType(t),
         }
     }
 }

@@ -205,12 +205,9 @@ impl ErrorCode {
                 405,
                 "This method is not allowed on this path.",
             ),
-            Self::InvalidRequest => spec(
-                "invalid_request",
-                false,
-                400,
-                "The request is malformed.",
-            ),
+            Self::InvalidRequest => {
+                spec("invalid_request", false, 400, "The request is malformed.")
+            }
             Self::UploadTooLarge => spec(
                 "upload_too_large",
                 false,
