@@ -17,4 +17,5 @@ mod quality;
 mod recovery;
 mod renditions;
 mod replay;
+mod schemathesis;
 mod sweeper;
