@@ -11,6 +11,7 @@ use kiln_shared::domain::{Classify, ErrorCode};
 use kiln_shared::lifecycle::LifecycleError;
 use kiln_shared::queue::QueueError;
 use kiln_shared::storage::StorageError;
+use kiln_shared::wire::Rejection;
 pub use kiln_shared::wire::{ErrorBody, ErrorDetail};
 
 /// An API failure.
@@ -133,6 +134,16 @@ impl From<LifecycleError> for ApiError {
             LifecycleError::Db(e) => Self::Database(e),
             LifecycleError::Storage(e) => Self::Storage(e),
             LifecycleError::Queue(e) => Self::Queue(e),
+        }
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(e: Rejection) -> Self {
+        match e {
+            Rejection::Invalid(message) => Self::InvalidRequest(message),
+            Rejection::TooLarge { size, max } => Self::TooLarge { size, max },
+            Rejection::UnsupportedContentType(t) => Self::UnsupportedContentType(t),
         }
     }
 }

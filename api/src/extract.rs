@@ -1,18 +1,21 @@
 //! `Json`, `Path` and `Query` extractors that reject with [`ApiError::InvalidRequest`] (400
 //! `invalid_request`, the usual `{"error": …}` body) instead of axum's plain-text rejections,
-//! so every error an endpoint returns has the one documented shape.
+//! so every error an endpoint returns has the one documented shape. Bodies must be JSON
+//! objects, as every request schema says ([`JsonObject`]).
 //!
 //! [`Json`] is also a response (it serializes like `axum::Json`).
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
+use kiln_shared::wire::JsonObject;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// A JSON body (`Content-Type: application/json`) deserialized into `T`, or a JSON response.
+/// A JSON object body (`Content-Type: application/json`) deserialized into `T`, or a JSON
+/// response.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
@@ -24,9 +27,9 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        axum::Json::<T>::from_request(req, state)
+        axum::Json::<JsonObject<T>>::from_request(req, state)
             .await
-            .map(|axum::Json(value)| Self(value))
+            .map(|axum::Json(JsonObject(value))| Self(value))
             .map_err(|rejection| ApiError::InvalidRequest(rejection.body_text()))
     }
 }

@@ -94,13 +94,14 @@ impl Application {
 
 /// The full router with middleware: request ids (accepted from `x-request-id` or generated,
 /// echoed back), tracing spans carrying the request id, and a 30 s request timeout. It serves
-/// its own OpenAPI document at `/openapi.json`; unmatched paths get 404 `route_not_found` and
-/// unsupported methods 405 `method_not_allowed`.
+/// its own OpenAPI document at `/openapi.json`, with `state`'s upload limits filled in;
+/// unmatched paths get 404 `route_not_found` and unsupported methods 405 `method_not_allowed`.
 ///
 /// # Panics
 /// If the OpenAPI document cannot be serialized (it is plain data; this does not happen).
 pub fn router(state: AppState) -> Router {
-    let (router, openapi) = routes::router().split_for_parts();
+    let (router, mut openapi) = routes::router().split_for_parts();
+    routes::openapi::apply_settings(&mut openapi, &state.settings.api);
     let document = serde_json::to_vec(&openapi).expect("the OpenAPI document serializes");
     router
         .fallback(routes::route_not_found)

@@ -4,39 +4,12 @@
 //! A dead job is a failed upload (Postgres is the source of truth) plus the apalis task that
 //! ended in `{q}:dead`, whose id is derived from the upload's id and job generation.
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::PgPool;
-use utoipa::ToSchema;
 
 use crate::db::DbError;
 use crate::db::uploads::{self as db, FailedFilter};
 use crate::domain::{Upload, UploadId};
-
-/// One dead job as operators see it.
-#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
-pub struct DeadJob {
-    /// The failed upload.
-    pub upload_id: UploadId,
-    /// Its owner.
-    pub owner: String,
-    /// The apalis task id of its last job (derived from the upload id and job generation).
-    pub job_id: Option<String>,
-    /// Stable error code, e.g. `corrupt_image`.
-    pub error_code: Option<String>,
-    /// The message the upload's owner sees.
-    pub message: Option<String>,
-    /// Internal detail of the failure (S3 operation, key, transport error), for operators.
-    pub detail: Option<String>,
-    /// Attempts made.
-    pub attempts: i32,
-    /// Times it was replayed before.
-    pub replays: i32,
-    /// When it failed.
-    pub failed_at: DateTime<Utc>,
-    /// Client filename.
-    pub filename: String,
-}
+pub use crate::wire::{DeadJob, ReplayReport};
 
 impl From<Upload> for DeadJob {
     fn from(u: Upload) -> Self {
@@ -88,15 +61,4 @@ pub async fn show(pool: &PgPool, id: UploadId) -> Result<Option<DeadJob>, DeadJo
         .await?
         .filter(|u| u.state == crate::domain::UploadState::Failed)
         .map(DeadJob::from))
-}
-
-/// What a replay did (or, with `dry_run`, would do).
-#[derive(Debug, Clone, Default, Serialize, PartialEq, ToSchema)]
-pub struct ReplayReport {
-    /// Whether nothing was changed.
-    pub dry_run: bool,
-    /// Uploads moved back to `uploaded` with a fresh job (or that would be).
-    pub replayed: Vec<UploadId>,
-    /// Ids that were not failed (already replayed, unknown, or never failed).
-    pub skipped: Vec<UploadId>,
 }

@@ -11,8 +11,11 @@ use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
 use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use kiln_shared::domain::{UploadMethod, UploadState};
+use kiln_shared::wire::{CreateUpload, UploadAuthorization, UploadView};
 use reqwest::{Client, StatusCode};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// Arguments of `kiln upload`.
 #[derive(Debug, clap::Args)]
@@ -45,21 +48,26 @@ pub async fn run(args: UploadArgs) -> anyhow::Result<()> {
         .build()?;
     let bars = MultiProgress::new();
     let api = args.api.trim_end_matches('/').to_owned();
-    let results: Vec<Value> = futures::stream::iter(args.files.iter())
+    let results: Vec<Outcome> = futures::stream::iter(args.files.iter())
         .map(|file| {
             let (client, bars, api) = (client.clone(), bars.clone(), api.clone());
             let (method, token, timeout) = (args.method.clone(), args.token.clone(), args.timeout);
             async move {
                 let started = Instant::now();
                 match upload_one(&client, &bars, &api, &token, &method, file, timeout).await {
-                    Ok(mut upload) => {
-                        if let Value::Object(ref mut map) = upload {
-                            map.insert("file".into(), json!(file));
-                            map.insert("client_ms".into(), json!(started.elapsed().as_millis() as u64));
-                        }
-                        upload
-                    }
-                    Err(e) => json!({"file": file, "state": "client_error", "error": {"code": "client_error", "message": format!("{e:#}")}}),
+                    Ok(upload) => Outcome::Processed {
+                        file: file.clone(),
+                        client_ms: started.elapsed().as_millis() as u64,
+                        upload: Box::new(upload),
+                    },
+                    Err(e) => Outcome::ClientError {
+                        file: file.clone(),
+                        state: "client_error",
+                        error: ClientError {
+                            code: "client_error",
+                            message: format!("{e:#}"),
+                        },
+                    },
                 }
             }
         })
@@ -68,7 +76,7 @@ pub async fn run(args: UploadArgs) -> anyhow::Result<()> {
         .await;
     let mut all_final = true;
     for r in &results {
-        all_final &= matches!(r["state"].as_str(), Some("ready" | "failed"));
+        all_final &= matches!(r, Outcome::Processed { upload, .. } if is_final(upload));
         println!("{}", serde_json::to_string(r)?);
     }
     if !all_final {
@@ -77,16 +85,50 @@ pub async fn run(args: UploadArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn api_json(resp: reqwest::Response, what: &str) -> anyhow::Result<Value> {
+/// One line of `kiln upload`'s output.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Outcome {
+    /// The upload as the API shows it, with the file and the client's wall time (ms).
+    Processed {
+        file: PathBuf,
+        client_ms: u64,
+        #[serde(flatten)]
+        upload: Box<UploadView>,
+    },
+    /// The client could not upload the file or see it processed in time.
+    ClientError {
+        file: PathBuf,
+        state: &'static str,
+        error: ClientError,
+    },
+}
+
+/// `{"code": "client_error", "message": …}`, shaped like an upload's error.
+#[derive(Debug, Serialize)]
+struct ClientError {
+    code: &'static str,
+    message: String,
+}
+
+fn is_final(upload: &UploadView) -> bool {
+    matches!(upload.state, UploadState::Ready | UploadState::Failed)
+}
+
+/// The body of a 2xx API response as `T`.
+///
+/// # Errors
+/// A non-2xx status (the API's error body in the message), or a body that is not a `T`.
+async fn api_json<T: DeserializeOwned>(resp: reqwest::Response, what: &str) -> anyhow::Result<T> {
     let status = resp.status();
-    let body: Value = resp
-        .json()
+    let body = resp
+        .bytes()
         .await
-        .with_context(|| format!("{what}: response is not JSON"))?;
+        .with_context(|| format!("{what}: reading the response"))?;
     if !status.is_success() {
-        bail!("{what}: HTTP {status}: {body}");
+        bail!("{what}: HTTP {status}: {}", String::from_utf8_lossy(&body));
     }
-    Ok(body)
+    serde_json::from_slice(&body).with_context(|| format!("{what}: unexpected response body"))
 }
 
 async fn upload_one(
@@ -97,7 +139,7 @@ async fn upload_one(
     method: &str,
     file: &Path,
     timeout: u64,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<UploadView> {
     let bytes = Bytes::from(
         tokio::fs::read(file)
             .await
@@ -125,7 +167,7 @@ async fn upload_one(
 
     let deadline = Instant::now() + Duration::from_secs(timeout);
     loop {
-        let upload = api_json(
+        let upload: UploadView = api_json(
             client
                 .get(format!("{api}/v1/uploads/{id}"))
                 .bearer_auth(token)
@@ -134,11 +176,14 @@ async fn upload_one(
             "status",
         )
         .await?;
-        if matches!(upload["state"].as_str(), Some("ready" | "failed")) {
+        if is_final(&upload) {
             return Ok(upload);
         }
         if Instant::now() > deadline {
-            bail!("upload {id} still {} after {timeout} s", upload["state"]);
+            bail!(
+                "upload {id} still {} after {timeout} s",
+                upload.state.as_str()
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -170,20 +215,24 @@ pub(crate) async fn send_original(
     original: &Original<'_>,
     bar: &ProgressBar,
 ) -> anyhow::Result<String> {
-    let auth = api_json(
+    let method = UploadMethod::try_from(method.to_owned()).map_err(anyhow::Error::msg)?;
+    let body = CreateUpload {
+        filename: original.filename.to_owned(),
+        content_type: original.content_type.to_owned(),
+        byte_size: original.bytes.len() as u64,
+        method,
+    };
+    let auth: UploadAuthorization = api_json(
         client
             .post(format!("{api}/v1/uploads"))
             .bearer_auth(token)
-            .json(
-                &json!({"filename": original.filename, "content_type": original.content_type,
-                          "byte_size": original.bytes.len(), "method": method}),
-            )
+            .json(&body)
             .send()
             .await?,
         "authorize",
     )
     .await?;
-    let id = auth["id"].as_str().context("authorize: no id")?.to_owned();
+    let id = auth.id.to_string();
     let send = || async {
         transfer(
             client,
@@ -208,7 +257,7 @@ pub(crate) async fn send_original(
 }
 
 /// Calls `POST /v1/uploads/{id}/complete`: the API checks the object in S3 and queues its
-/// processing. Returns the upload as the API shows it (JSON).
+/// processing. Returns the upload as the API shows it.
 ///
 /// # Errors
 /// The API's error (e.g. `object_missing`, `size_mismatch`) or a transport error.
@@ -217,7 +266,7 @@ pub(crate) async fn complete(
     api: &str,
     token: &str,
     id: &str,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<UploadView> {
     api_json(
         client
             .post(format!("{api}/v1/uploads/{id}/complete"))
@@ -257,19 +306,17 @@ fn progress_body(bytes: &Bytes, bar: &ProgressBar) -> reqwest::Body {
 
 async fn transfer(
     client: &Client,
-    auth: &Value,
+    auth: &UploadAuthorization,
     bytes: &Bytes,
     content_type: &str,
     filename: &str,
     bar: &ProgressBar,
 ) -> Result<(), TransferError> {
-    let url = auth["url"].as_str().unwrap_or_default();
-    let request = if auth["method"] == "post" {
+    let url = auth.url.as_str();
+    let request = if auth.method == UploadMethod::Post {
         let mut form = reqwest::multipart::Form::new();
-        if let Some(fields) = auth["fields"].as_object() {
-            for (k, v) in fields {
-                form = form.text(k.clone(), v.as_str().unwrap_or_default().to_owned());
-            }
+        for (k, v) in auth.fields.iter().flatten() {
+            form = form.text(k.clone(), v.clone());
         }
         let part = reqwest::multipart::Part::stream_with_length(
             progress_body(bytes, bar),
@@ -284,10 +331,8 @@ async fn transfer(
         client.post(url).multipart(form.part("file", part))
     } else {
         let mut req = client.put(url).body(progress_body(bytes, bar));
-        if let Some(headers) = auth["headers"].as_object() {
-            for (k, v) in headers {
-                req = req.header(k, v.as_str().unwrap_or_default());
-            }
+        for (k, v) in auth.headers.iter().flatten() {
+            req = req.header(k, v);
         }
         req.header(reqwest::header::CONTENT_LENGTH, bytes.len())
     };

@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use kiln_shared::domain::OwnerId;
+use kiln_shared::domain::{ErrorCode, OwnerId, UploadState};
+use kiln_shared::wire::{Dependency, ErrorBody, Health, UploadPage, UploadView};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::helpers::{TestOptions, spawn_app, spawn_app_with, token_for};
 
@@ -15,12 +16,11 @@ fn jpeg_bytes(n: usize) -> Vec<u8> {
     v
 }
 
-async fn error_code(resp: reqwest::Response) -> String {
-    let body: Value = resp.json().await.unwrap();
-    body["error"]["code"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no error code in {body}"))
-        .to_owned()
+async fn error_code(resp: reqwest::Response) -> ErrorCode {
+    let body = resp.text().await.unwrap();
+    let body: ErrorBody =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("not an error body ({e}): {body}"));
+    body.error.code
 }
 
 #[tokio::test]
@@ -35,7 +35,7 @@ async fn missing_bad_or_expired_tokens_get_401() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(error_code(resp).await, "unauthorized");
+    assert_eq!(error_code(resp).await, ErrorCode::Unauthorized);
 
     let mut other = app.settings.clone();
     other.auth.jwt_secret = "another-secret".to_owned().into();
@@ -78,12 +78,12 @@ async fn oversized_or_unsupported_uploads_are_refused_before_signing() {
         )
         .await;
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(error_code(resp).await, "upload_too_large");
+    assert_eq!(error_code(resp).await, ErrorCode::UploadTooLarge);
     let resp = app
         .create_upload_as(&app.token, &json!({"filename": "a.exe", "content_type": "application/x-msdownload", "byte_size": 10}))
         .await;
     assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert_eq!(error_code(resp).await, "unsupported_content_type");
+    assert_eq!(error_code(resp).await, ErrorCode::UnsupportedContentType);
     assert_eq!(count_uploads(&app).await, 0);
     app.finish().await;
 }
@@ -92,12 +92,12 @@ async fn oversized_or_unsupported_uploads_are_refused_before_signing() {
 async fn a_put_with_another_body_length_is_rejected_and_nothing_is_stored() {
     let app = spawn_app().await;
     let auth = app.authorize("a.jpg", "image/jpeg", 1000, "put").await;
-    assert_eq!(auth["headers"]["content-length"], "1000");
+    assert_eq!(auth.headers.as_ref().unwrap()["content-length"], "1000");
     for n in [1010, 990] {
         let status = app.send_to_s3(&auth, jpeg_bytes(n), "image/jpeg").await;
         assert!(status.is_client_error(), "S3 accepted {n} bytes: {status}");
     }
-    assert!(app.object(auth["key"].as_str().unwrap()).await.is_none());
+    assert!(app.object(&auth.key).await.is_none());
     app.finish().await;
 }
 
@@ -112,7 +112,7 @@ async fn a_put_after_expiry_is_rejected_and_nothing_is_stored() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let status = app.send_to_s3(&auth, jpeg_bytes(100), "image/jpeg").await;
     assert!(status.is_client_error(), "expired URL accepted: {status}");
-    assert!(app.object(auth["key"].as_str().unwrap()).await.is_none());
+    assert!(app.object(&auth.key).await.is_none());
     app.finish().await;
 }
 
@@ -120,7 +120,7 @@ async fn a_put_after_expiry_is_rejected_and_nothing_is_stored() {
 async fn a_post_with_a_larger_file_or_another_key_is_rejected_and_nothing_is_stored() {
     let app = spawn_app().await;
     let auth = app.authorize("a.jpg", "image/jpeg", 1000, "post").await;
-    let key = auth["key"].as_str().unwrap().to_owned();
+    let key = auth.key.clone();
     let status = app.send_to_s3(&auth, jpeg_bytes(1001), "image/jpeg").await;
     assert!(status.is_client_error(), "larger POST accepted: {status}");
     assert!(app.object(&key).await.is_none());
@@ -128,7 +128,7 @@ async fn a_post_with_a_larger_file_or_another_key_is_rejected_and_nothing_is_sto
     let other_key = format!("{key}-other");
     let status = app
         .send_to_s3_with(&auth, jpeg_bytes(1000), "image/jpeg", |f| {
-            f.insert("key".into(), json!(other_key));
+            f.insert("key".into(), other_key.clone());
         })
         .await;
     assert!(
@@ -153,11 +153,11 @@ async fn a_post_with_a_larger_file_or_another_key_is_rejected_and_nothing_is_sto
 async fn another_owners_upload_is_404() {
     let app = spawn_app().await;
     let auth = app.authorize("a.jpg", "image/jpeg", 100, "put").await;
-    let id = auth["id"].as_str().unwrap();
+    let id = &auth.id.to_string();
     let mallory = token_for(&app.settings, &OwnerId::parse("mallory").unwrap(), false);
     let resp = app.complete_as(&mallory, id).await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
-    assert_eq!(error_code(resp).await, "not_found");
+    assert_eq!(error_code(resp).await, ErrorCode::NotFound);
     let resp = app
         .client
         .get(format!("{}/v1/uploads/{id}", app.address))
@@ -173,10 +173,10 @@ async fn another_owners_upload_is_404() {
 async fn complete_before_upload_is_409_and_a_short_object_is_422() {
     let app = spawn_app().await;
     let auth = app.authorize("a.jpg", "image/jpeg", 1000, "post").await;
-    let id = auth["id"].as_str().unwrap();
+    let id = &auth.id.to_string();
     let resp = app.complete(id).await;
     assert_eq!(resp.status(), StatusCode::CONFLICT);
-    assert_eq!(error_code(resp).await, "object_missing");
+    assert_eq!(error_code(resp).await, ErrorCode::ObjectMissing);
 
     // The POST policy allows 1..=declared bytes; complete catches the short one.
     assert!(
@@ -186,12 +186,12 @@ async fn complete_before_upload_is_409_and_a_short_object_is_422() {
     );
     let resp = app.complete(id).await;
     assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(error_code(resp).await, "size_mismatch");
+    assert_eq!(error_code(resp).await, ErrorCode::SizeMismatch);
     assert!(
-        app.object(auth["key"].as_str().unwrap()).await.is_none(),
+        app.object(&auth.key).await.is_none(),
         "mismatched object kept"
     );
-    assert_eq!(app.get_upload(id).await["state"], "pending");
+    assert_eq!(app.get_upload(id).await.state, UploadState::Pending);
     app.finish().await;
 }
 
@@ -205,7 +205,7 @@ async fn complete_twice_enqueues_one_job() {
     let auth = app
         .send_file(&crate::helpers::photos("cameras")[0], "put")
         .await;
-    let id = auth["id"].as_str().unwrap();
+    let id = &auth.id.to_string();
     let (a, b) = tokio::join!(app.complete(id), app.complete(id));
     assert_eq!(
         (a.status(), b.status()),
@@ -213,13 +213,13 @@ async fn complete_twice_enqueues_one_job() {
     );
     let again = app.complete(id).await;
     assert_eq!(again.status(), StatusCode::ACCEPTED);
-    let body: Value = again.json().await.unwrap();
-    assert_eq!(body["state"], "uploaded");
+    let body: UploadView = again.json().await.unwrap();
+    assert_eq!(body.state, UploadState::Uploaded);
     let depth = app.queue.depth().await.unwrap();
     assert_eq!(depth.pending(), 1, "{depth:?}");
 
     app.start_worker();
-    assert_eq!(app.wait_until_processed(id).await["state"], "ready");
+    assert_eq!(app.wait_until_processed(id).await.state, UploadState::Ready);
     let depth = app.queue.depth().await.unwrap();
     assert_eq!((depth.done, depth.dead), (1, 0), "{depth:?}");
     app.finish().await;
@@ -233,7 +233,7 @@ async fn list_pages_newest_first_with_a_cursor() {
         let auth = app
             .authorize(&format!("{i}.jpg"), "image/jpeg", 10, "put")
             .await;
-        ids.push(auth["id"].as_str().unwrap().to_owned());
+        ids.push(auth.id);
     }
     ids.reverse();
     let mut seen = Vec::new();
@@ -243,7 +243,7 @@ async fn list_pages_newest_first_with_a_cursor() {
         if let Some(c) = &cursor {
             url.push_str(&format!("&cursor={c}"));
         }
-        let page: Value = app
+        let page: UploadPage = app
             .client
             .get(url)
             .bearer_auth(&app.token)
@@ -253,10 +253,9 @@ async fn list_pages_newest_first_with_a_cursor() {
             .json()
             .await
             .unwrap();
-        let items = page["items"].as_array().unwrap();
-        assert_eq!(items.len(), expected_len);
-        seen.extend(items.iter().map(|u| u["id"].as_str().unwrap().to_owned()));
-        cursor = page["next_cursor"].as_str().map(str::to_owned);
+        assert_eq!(page.items.len(), expected_len);
+        seen.extend(page.items.iter().map(|u| u.id));
+        cursor = page.next_cursor;
     }
     assert!(cursor.is_none());
     assert_eq!(seen, ids);
@@ -298,8 +297,8 @@ async fn readiness_names_the_dependency_that_is_down() {
     }));
     let resp = app.client.get(url).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["failed"], json!(["s3"]));
+    let body: Health = resp.json().await.unwrap();
+    assert_eq!(body.failed, [Dependency::S3]);
     let _ = stop.send(());
     server.await.unwrap().unwrap();
     app.finish().await;

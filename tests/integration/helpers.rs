@@ -6,13 +6,16 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+
 use kiln_shared::Settings;
 use kiln_shared::db::PgPool;
-use kiln_shared::domain::OwnerId;
+use kiln_shared::domain::{OwnerId, UploadMethod, UploadState};
 use kiln_shared::queue::{JobQueue, RenditionQueue};
 use kiln_shared::storage::Storage;
+use kiln_shared::wire::{CreateUpload, UploadAuthorization, UploadView};
 use reqwest::{Client, Response, StatusCode};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
@@ -429,12 +432,15 @@ impl TestApp {
         content_type: &str,
         size: usize,
         method: &str,
-    ) -> Value {
+    ) -> UploadAuthorization {
+        let body = CreateUpload {
+            filename: filename.to_owned(),
+            content_type: content_type.to_owned(),
+            byte_size: size as u64,
+            method: UploadMethod::try_from(method.to_owned()).unwrap(),
+        };
         let resp = self
-            .create_upload_as(
-                &self.token,
-                &json!({"filename": filename, "content_type": content_type, "byte_size": size, "method": method}),
-            )
+            .create_upload_as(&self.token, &serde_json::to_value(&body).unwrap())
             .await;
         assert_eq!(resp.status(), StatusCode::CREATED, "authorize failed");
         resp.json().await.unwrap()
@@ -442,7 +448,12 @@ impl TestApp {
 
     /// Sends `bytes` to S3 as `auth` says (PUT with its headers, or the POST form), like any
     /// plain HTTP client. Returns the S3 status.
-    pub async fn send_to_s3(&self, auth: &Value, bytes: Vec<u8>, content_type: &str) -> StatusCode {
+    pub async fn send_to_s3(
+        &self,
+        auth: &UploadAuthorization,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> StatusCode {
         self.send_to_s3_with(auth, bytes, content_type, |_| {})
             .await
     }
@@ -450,18 +461,18 @@ impl TestApp {
     /// Like [`Self::send_to_s3`], letting the caller tamper with the POST form fields.
     pub async fn send_to_s3_with(
         &self,
-        auth: &Value,
+        auth: &UploadAuthorization,
         bytes: Vec<u8>,
         content_type: &str,
-        tamper: impl FnOnce(&mut serde_json::Map<String, Value>),
+        tamper: impl FnOnce(&mut BTreeMap<String, String>),
     ) -> StatusCode {
-        let url = auth["url"].as_str().unwrap();
-        let resp = if auth["method"] == "post" {
-            let mut fields = auth["fields"].as_object().unwrap().clone();
+        let url = auth.url.as_str();
+        let resp = if auth.method == UploadMethod::Post {
+            let mut fields = auth.fields.clone().unwrap();
             tamper(&mut fields);
             let mut form = reqwest::multipart::Form::new();
             for (k, v) in fields {
-                form = form.text(k, v.as_str().unwrap().to_owned());
+                form = form.text(k, v);
             }
             let part = reqwest::multipart::Part::bytes(bytes)
                 .file_name("f")
@@ -475,9 +486,9 @@ impl TestApp {
                 .unwrap()
         } else {
             let mut req = self.client.put(url);
-            for (k, v) in auth["headers"].as_object().unwrap() {
+            for (k, v) in auth.headers.as_ref().unwrap() {
                 if k != "content-length" {
-                    req = req.header(k, v.as_str().unwrap());
+                    req = req.header(k, v);
                 }
             }
             req.body(bytes).send().await.unwrap()
@@ -501,7 +512,7 @@ impl TestApp {
     }
 
     /// `GET /v1/uploads/{id}` for the default owner; asserts 200.
-    pub async fn get_upload(&self, id: &str) -> Value {
+    pub async fn get_upload(&self, id: &str) -> UploadView {
         let resp = self
             .client
             .get(format!("{}/v1/uploads/{id}", self.address))
@@ -514,17 +525,17 @@ impl TestApp {
     }
 
     /// Polls until the upload is `ready` or `failed` (60 s at most).
-    pub async fn wait_until_processed(&self, id: &str) -> Value {
+    pub async fn wait_until_processed(&self, id: &str) -> UploadView {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let upload = self.get_upload(id).await;
-            if matches!(upload["state"].as_str(), Some("ready" | "failed")) {
+            if matches!(upload.state, UploadState::Ready | UploadState::Failed) {
                 return upload;
             }
             assert!(
                 Instant::now() < deadline,
-                "upload {id} stuck in {}",
-                upload["state"]
+                "upload {id} stuck in {:?}",
+                upload.state
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -532,7 +543,7 @@ impl TestApp {
 
     /// Authorizes `path` for the default owner and sends it to S3 with `method` (`put` or
     /// `post`), like any plain HTTP client; asserts S3 accepted it. Returns the authorization.
-    pub async fn send_file(&self, path: &Path, method: &str) -> Value {
+    pub async fn send_file(&self, path: &Path, method: &str) -> UploadAuthorization {
         let bytes = std::fs::read(path).unwrap();
         let ct = kiln_shared::domain::content_type::for_path(path);
         let name = path.file_name().unwrap().to_str().unwrap();
@@ -548,10 +559,7 @@ impl TestApp {
 
     /// [`Self::send_file`], then complete (asserting 202). Returns the upload id.
     pub async fn submit_file(&self, path: &Path, method: &str) -> String {
-        let id = self.send_file(path, method).await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let id = self.send_file(path, method).await.id.to_string();
         let resp = self.complete(&id).await;
         assert_eq!(
             resp.status(),
@@ -563,23 +571,20 @@ impl TestApp {
     }
 
     /// The whole client path for one file: authorize, send, complete, wait. Returns the upload.
-    pub async fn upload_file(&self, path: &Path, method: &str) -> Value {
+    pub async fn upload_file(&self, path: &Path, method: &str) -> UploadView {
         let id = self.submit_file(path, method).await;
         self.wait_until_processed(&id).await
     }
 
     /// Downloads the derivative `name` of a processed `upload` (as returned by
     /// [`Self::get_upload`]) through its presigned GET URL, and decodes it.
-    pub async fn derivative_of(&self, upload: &Value, name: &str) -> image::DynamicImage {
-        let d = upload["derivatives"]
-            .as_array()
-            .unwrap_or_else(|| panic!("no derivatives: {upload}"))
-            .iter()
-            .find(|d| d["name"] == name)
-            .unwrap_or_else(|| panic!("no {name} derivative: {upload}"));
+    pub async fn derivative_of(&self, upload: &UploadView, name: &str) -> image::DynamicImage {
+        let d = upload
+            .derivative(name)
+            .unwrap_or_else(|| panic!("no {name} derivative: {upload:?}"));
         let bytes = self
             .client
-            .get(d["url"].as_str().unwrap())
+            .get(&d.url)
             .send()
             .await
             .unwrap()

@@ -9,10 +9,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use image::{DynamicImage, GenericImageView, RgbImage};
-use kiln_shared::domain::{Classify, ErrorCode, Fit, Rendition};
+use kiln_shared::domain::{Classify, ErrorCode, Fit, Rendition, UploadState};
 use kiln_worker::imaging::{self, ImagingError, Limits};
 use lcms2::{CIELab, CIELabExt, CIExyY, GlobalContext, Intent, PixelFormat, Profile, Transform};
-use serde_json::Value;
 
 use crate::helpers::{
     TestOptions, bench_images, fixtures, spawn_app, spawn_app_with, spawn_worker_process,
@@ -237,7 +236,7 @@ async fn alpha_animation_avif_and_cmyk_process_end_to_end() {
     for f in &files {
         let upload = app.upload_file(f, "put").await;
         let name = f.file_name().unwrap().to_str().unwrap().to_owned();
-        assert_eq!(upload["state"], "ready", "{name}: {upload}");
+        assert_eq!(upload.state, UploadState::Ready, "{name}: {upload:?}");
         uploads.insert(name, upload);
     }
 
@@ -261,9 +260,9 @@ async fn alpha_animation_avif_and_cmyk_process_end_to_end() {
 
     // The first frame, and the frame count.
     for name in ["anim.gif", "anim.webp"] {
-        let meta = &uploads[name]["metadata"];
-        assert_eq!(meta["animated"], true, "{name}: {meta}");
-        assert_eq!(meta["frame_count"], 3, "{name}: {meta}");
+        let meta = uploads[name].metadata.as_ref().unwrap();
+        assert!(meta.animated, "{name}: {meta:?}");
+        assert_eq!(meta.frame_count, 3, "{name}: {meta:?}");
         let preview = app.derivative_of(&uploads[name], "preview").await;
         let p = preview.get_pixel(32, 24);
         assert!(
@@ -273,17 +272,19 @@ async fn alpha_animation_avif_and_cmyk_process_end_to_end() {
     }
 
     let avif = &uploads["photo.avif"];
-    assert_eq!(avif["metadata"]["format"], "avif", "{avif}");
-    let (w, h) = (
-        avif["metadata"]["width"].as_u64().unwrap(),
-        avif["metadata"]["height"].as_u64().unwrap(),
-    );
+    let avif_meta = avif.metadata.as_ref().unwrap();
+    assert_eq!(avif_meta.format, "avif", "{avif:?}");
+    let (w, h) = (u64::from(avif_meta.width), u64::from(avif_meta.height));
     assert!(w > 0 && h > 0);
     let preview = app.derivative_of(avif, "preview").await;
     assert_eq!(u64::from(preview.width()), w.min(1280));
 
     for (name, u) in &uploads {
-        let hash = u["metadata"]["thumbhash"].as_str().unwrap_or_default();
+        let hash = u
+            .metadata
+            .as_ref()
+            .and_then(|m| m.thumbhash.as_deref())
+            .unwrap_or_default();
         assert!((20..60).contains(&hash.len()), "{name}: thumbhash {hash:?}");
     }
     std::fs::remove_dir_all(dir).unwrap();
@@ -398,13 +399,14 @@ async fn a_worker_process_fails_bombs_as_image_too_large_within_200_mb() {
         ids.push((name, app.submit_file(&path, "put").await));
     }
     for (name, id) in ids {
-        let upload: Value = app.wait_until_processed(&id).await;
-        assert_eq!(upload["state"], "failed", "{name}: {upload}");
+        let upload = app.wait_until_processed(&id).await;
+        assert_eq!(upload.state, UploadState::Failed, "{name}: {upload:?}");
         assert_eq!(
-            upload["error"]["code"], "image_too_large",
-            "{name}: {upload}"
+            upload.error.as_ref().map(|e| e.code),
+            Some(ErrorCode::ImageTooLarge),
+            "{name}: {upload:?}"
         );
-        assert_eq!(upload["attempts"], 1, "{name}: {upload}");
+        assert_eq!(upload.attempts, 1, "{name}: {upload:?}");
     }
     let rss = peak_rss_kib(worker.id().unwrap());
     println!("worker peak RSS {} MiB", rss / 1024);

@@ -5,6 +5,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use kiln_shared::domain::UploadState;
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
@@ -53,8 +54,9 @@ async fn every_job_line_names_its_upload_job_and_attempt() {
     let upload = app
         .upload_file(&fixtures().join("photos/edge/no_exif.jpg"), "put")
         .await;
-    assert_eq!(upload["state"], "ready", "{upload}");
-    let id = upload["id"].as_str().unwrap();
+    assert_eq!(upload.state, UploadState::Ready, "{upload:?}");
+    let id = upload.id.to_string();
+    let id = id.as_str();
     let lines = json_lines(worker).await;
 
     let job_lines: Vec<&Value> = lines

@@ -17,5 +17,6 @@ mod quality;
 mod recovery;
 mod renditions;
 mod replay;
+mod schemathesis;
 mod sweeper;
 mod taxonomy;

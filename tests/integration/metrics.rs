@@ -1,6 +1,8 @@
 //! `/metrics` on the API and on a worker, in Prometheus text format, with the numbers the test
 //! knows.
 
+use kiln_shared::domain::UploadState;
+
 use crate::helpers::{TestOptions, photos, spawn_app_with};
 
 /// The value of the sample whose line starts with `name{` and contains every label pair.
@@ -46,11 +48,11 @@ async fn api_and_worker_export_what_happened() {
     app.start_worker_with(ws);
     let cameras = photos("cameras");
     for f in &cameras[..3] {
-        assert_eq!(app.upload_file(f, "put").await["state"], "ready");
+        assert_eq!(app.upload_file(f, "put").await.state, UploadState::Ready);
     }
     assert_eq!(
-        app.upload_file(&photos("bad")[1], "put").await["state"],
-        "failed"
+        app.upload_file(&photos("bad")[1], "put").await.state,
+        UploadState::Failed
     );
     // The row turns `failed` before the attempt returns and is counted: wait for the count.
     let q = app.settings.redis.queue.clone();

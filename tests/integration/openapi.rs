@@ -191,3 +191,60 @@ async fn openapi_covers_every_route() {
     }
     app.finish().await;
 }
+
+#[tokio::test]
+async fn openapi_carries_the_server_limits_error_bodies_and_links() {
+    let app = spawn_app().await;
+    let doc = fetch_document(&app).await;
+    let schemas = &doc["components"]["schemas"];
+
+    // The configured limits, filled in when the document was built.
+    let create = &schemas["CreateUpload"]["properties"];
+    assert_eq!(
+        create["content_type"]["enum"],
+        serde_json::json!(app.settings.api.allowed_content_types)
+    );
+    assert_eq!(
+        create["byte_size"]["maximum"],
+        app.settings.api.max_upload_bytes
+    );
+
+    // Every error status of an API route is an `ErrorBody` (a 408 from the timeout layer has
+    // no body; `/readyz` answers 503 with its probe body).
+    let error_body = serde_json::json!({"$ref": "#/components/schemas/ErrorBody"});
+    for (method, path) in operations(&doc) {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        for (status, response) in doc["paths"][&path][&method]["responses"]
+            .as_object()
+            .unwrap()
+        {
+            if status.starts_with('2') || status == "408" {
+                continue;
+            }
+            let response = match response["$ref"].as_str() {
+                Some(r) => &doc["components"]["responses"][r.rsplit('/').next().unwrap()],
+                None => response,
+            };
+            assert_eq!(
+                response["content"]["application/json"]["schema"], error_body,
+                "{method} {path} {status}"
+            );
+        }
+    }
+
+    // Links: create → get and complete, complete → get, by the upload's id.
+    let links =
+        |path: &str, status: &str| doc["paths"][path]["post"]["responses"][status]["links"].clone();
+    let by_id = serde_json::json!({"id": "$response.body#/id"});
+    let created = links("/v1/uploads", "201");
+    for op in ["get_upload", "complete_upload"] {
+        assert_eq!(created[op]["operationId"], op);
+        assert_eq!(created[op]["parameters"], by_id);
+    }
+    let completed = links("/v1/uploads/{id}/complete", "202");
+    assert_eq!(completed["get_upload"]["operationId"], "get_upload");
+    assert_eq!(completed["get_upload"]["parameters"], by_id);
+    app.finish().await;
+}

@@ -5,12 +5,13 @@ use std::path::PathBuf;
 
 use futures::StreamExt;
 use image::GenericImageView;
-use serde_json::Value;
+use kiln_shared::domain::{ErrorCode, UploadState};
+use kiln_shared::wire::UploadView;
 
 use crate::helpers::{TestApp, good_photos, photos, sha256_hex, spawn_app};
 
 /// Uploads `files` with `method`, 4 at a time; returns (file, upload) in input order.
-async fn upload_all(app: &TestApp, files: &[PathBuf], method: &str) -> Vec<(PathBuf, Value)> {
+async fn upload_all(app: &TestApp, files: &[PathBuf], method: &str) -> Vec<(PathBuf, UploadView)> {
     futures::stream::iter(files.iter().cloned())
         .map(|f| async move {
             let upload = app.upload_file(&f, method).await;
@@ -33,32 +34,23 @@ async fn every_fixture_processes_through_put_and_post() {
     for method in ["put", "post"] {
         for (file, upload) in upload_all(&app, &files, method).await {
             let name = file.display();
-            assert_eq!(upload["state"], "ready", "{name} via {method}: {upload}");
-            let id = upload["id"].as_str().unwrap();
-            let (w, h) = (
-                upload["metadata"]["width"].as_u64().unwrap() as u32,
-                upload["metadata"]["height"].as_u64().unwrap() as u32,
+            assert_eq!(
+                upload.state,
+                UploadState::Ready,
+                "{name} via {method}: {upload:?}"
             );
-            let derivatives = upload["derivatives"].as_array().unwrap();
-            assert_eq!(derivatives.len(), 2, "{name}: {upload}");
+            let id = upload.id;
+            let meta = upload.metadata.as_ref().unwrap();
+            let (w, h) = (meta.width, meta.height);
+            let derivatives = &upload.derivatives;
+            assert_eq!(derivatives.len(), 2, "{name}: {upload:?}");
             for d in derivatives {
                 // Fetch through the presigned GET URL, as a client would.
-                let resp = app
-                    .client
-                    .get(d["url"].as_str().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
+                let resp = app.client.get(&d.url).send().await.unwrap();
                 assert_eq!(resp.status(), 200, "{name}: derivative URL");
                 let img = decode(&resp.bytes().await.unwrap());
-                assert_eq!(
-                    img.dimensions(),
-                    (
-                        d["width"].as_u64().unwrap() as u32,
-                        d["height"].as_u64().unwrap() as u32
-                    )
-                );
-                let expected = match d["name"].as_str().unwrap() {
+                assert_eq!(img.dimensions(), (d.width, d.height));
+                let expected = match d.name.as_str() {
                     "thumb" => {
                         let side = 256.min(w).min(h);
                         (side, side)
@@ -72,11 +64,11 @@ async fn every_fixture_processes_through_put_and_post() {
                     }
                     other => panic!("unexpected rendition {other}"),
                 };
-                assert_eq!(img.dimensions(), expected, "{name}: {} size", d["name"]);
+                assert_eq!(img.dimensions(), expected, "{name}: {:?} size", d.name);
             }
             // The original sits at its final key with the file's hash; the temp key is gone.
             let bytes = std::fs::read(&file).unwrap();
-            let row = kiln_shared::db::uploads::get(&app.pool, id.parse().unwrap())
+            let row = kiln_shared::db::uploads::get(&app.pool, id)
                 .await
                 .unwrap()
                 .unwrap();
@@ -87,7 +79,7 @@ async fn every_fixture_processes_through_put_and_post() {
                 sha256_hex(&bytes),
                 "{name}: original hash"
             );
-            assert_eq!(upload["metadata"]["sha256"], sha256_hex(&bytes));
+            assert_eq!(meta.sha256, sha256_hex(&bytes));
             assert!(
                 app.object(&row.temp_key).await.is_none(),
                 "{name}: temp key still there"
@@ -110,7 +102,7 @@ fn mean_abs_diff(a: &image::DynamicImage, b: &image::DynamicImage) -> f64 {
     sum as f64 / a.as_raw().len() as f64
 }
 
-async fn preview_of(app: &TestApp, upload: &Value) -> image::DynamicImage {
+async fn preview_of(app: &TestApp, upload: &UploadView) -> image::DynamicImage {
     app.derivative_of(upload, "preview").await
 }
 
@@ -173,11 +165,8 @@ async fn orientation_is_applied_once_and_correctly() {
         preview.dimensions()
     );
     assert_eq!(
-        (
-            heic["metadata"]["width"].as_u64(),
-            heic["metadata"]["height"].as_u64()
-        ),
-        (Some(3024), Some(4032))
+        heic.metadata.as_ref().map(|m| (m.width, m.height)),
+        Some((3024, 4032))
     );
     app.finish().await;
 }
@@ -188,17 +177,20 @@ async fn broken_files_fail_cleanly_after_one_attempt() {
     for method in ["put", "post"] {
         for (file, upload) in upload_all(&app, &photos("bad"), method).await {
             let name = file.display();
-            assert_eq!(upload["state"], "failed", "{name}: {upload}");
-            let code = upload["error"]["code"].as_str().unwrap();
+            assert_eq!(upload.state, UploadState::Failed, "{name}: {upload:?}");
+            let error = upload.error.as_ref().unwrap();
             assert!(
-                matches!(code, "corrupt_image" | "unsupported_format"),
-                "{name}: unexpected code {code}"
+                matches!(
+                    error.code,
+                    ErrorCode::CorruptImage | ErrorCode::UnsupportedFormat
+                ),
+                "{name}: unexpected code {}",
+                error.code
             );
-            assert!(!upload["error"]["message"].as_str().unwrap().is_empty());
-            assert_eq!(upload["attempts"], 1, "{name}: retried");
+            assert!(!error.message.is_empty());
+            assert_eq!(upload.attempts, 1, "{name}: retried");
             // Nothing is lost: the original moved from tmp/ to its final key.
-            let id = upload["id"].as_str().unwrap().parse().unwrap();
-            let row = kiln_shared::db::uploads::get(&app.pool, id)
+            let row = kiln_shared::db::uploads::get(&app.pool, upload.id)
                 .await
                 .unwrap()
                 .unwrap();
@@ -214,7 +206,7 @@ async fn broken_files_fail_cleanly_after_one_attempt() {
     }
     // The worker is still up: a good file after the bad ones is processed.
     let good = app.upload_file(&photos("cameras")[0], "put").await;
-    assert_eq!(good["state"], "ready");
+    assert_eq!(good.state, UploadState::Ready);
     let depth = app.queue.depth().await.unwrap();
     assert_eq!(
         depth.dead, 8,

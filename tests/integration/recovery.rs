@@ -5,9 +5,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use kiln_shared::Settings;
+use kiln_shared::domain::{ErrorCode, UploadState};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use serde_json::Value;
 
 use crate::faults::FaultProxy;
 use crate::helpers::{TestApp, TestOptions, photos, spawn_app_with, spawn_worker_process};
@@ -84,13 +84,13 @@ async fn a_worker_sigkilled_mid_job_has_its_job_finished_by_another() {
     app.start_worker_with(fast.clone());
     let done = app.wait_until_processed(&id).await;
     let took = killed_at.elapsed();
-    assert_eq!(done["state"], "ready");
+    assert_eq!(done.state, UploadState::Ready);
     assert!(
         took <= fast.redis.orphan_timeout() + Duration::from_secs(10),
         "took {took:?}"
     );
     // Claimed twice, committed once: exactly one set of derivatives.
-    assert_eq!(done["attempts"], 2);
+    assert_eq!(done.attempts, 2);
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM derivatives")
         .fetch_one(&app.pool)
         .await
@@ -132,9 +132,13 @@ async fn transient_failures_retry_with_growing_gaps_then_fail_and_permanent_ones
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let upload: Value = app.get_upload(&id).await;
-    assert_eq!(upload["error"]["code"], "retries_exhausted", "{upload}");
-    assert_eq!(upload["attempts"], 4);
+    let upload = app.get_upload(&id).await;
+    assert_eq!(
+        upload.error.as_ref().map(|e| e.code),
+        Some(ErrorCode::RetriesExhausted),
+        "{upload:?}"
+    );
+    assert_eq!(upload.attempts, 4);
     assert_eq!(
         seen.iter().map(|(a, _)| *a).collect::<Vec<_>>(),
         vec![1, 2, 3, 4]
@@ -157,10 +161,7 @@ async fn transient_failures_retry_with_growing_gaps_then_fail_and_permanent_ones
     // A permanent failure (not an image) is attempted exactly once, with S3 healthy again.
     proxy.faults.p503_permille.store(0, Ordering::Relaxed);
     let bad = app.upload_file(&photos("bad")[1], "put").await;
-    assert_eq!(
-        (bad["state"].as_str(), bad["attempts"].as_i64()),
-        (Some("failed"), Some(1))
-    );
+    assert_eq!((bad.state, bad.attempts), (UploadState::Failed, 1));
     // The exhausted upload's original could not be moved while S3 failed; the sweeper does it.
     app.sweep(|_| {}).await;
     app.finish().await;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use kiln_shared::Settings;
 use kiln_shared::db::uploads as db;
-use kiln_shared::domain::{Derivative, Upload, UploadId};
+use kiln_shared::domain::{Derivative, Upload, UploadId, UploadState};
 use kiln_shared::lifecycle::regenerate::{
     self, RegenerateError, RegenerateOptions, RegenerateReport,
 };
@@ -112,13 +112,13 @@ async fn changing_one_recipe_re_renders_exactly_that_rendition_of_every_ready_up
     let mut ids = Vec::new();
     for f in &photos("cameras")[..3] {
         let u = app.upload_file(f, "put").await;
-        assert_eq!(u["state"], "ready", "{}: {u}", f.display());
-        ids.push(u["id"].as_str().unwrap().parse::<UploadId>().unwrap());
+        assert_eq!(u.state, UploadState::Ready, "{}: {u:?}", f.display());
+        ids.push(u.id);
     }
     // A failed upload is never regenerated.
     let bad = app.upload_file(&photos("bad")[1], "put").await;
-    assert_eq!(bad["state"], "failed");
-    let bad_id: UploadId = bad["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(bad.state, UploadState::Failed);
+    let bad_id: UploadId = bad.id;
     let bad_before = db::get(&app.pool, bad_id).await.unwrap().unwrap();
 
     let mut before = Vec::new();

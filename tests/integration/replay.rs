@@ -2,8 +2,9 @@
 //! cause is fixed — through the admin API, as an operator would.
 
 use kiln_shared::Settings;
+use kiln_shared::domain::{ErrorCode, UploadId, UploadState};
+use kiln_shared::wire::{JobFilter, JobList, ReplayReport, ReplayRequest};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, TestOptions, photos, spawn_app_with, token_for};
 
@@ -20,7 +21,7 @@ async fn admin_get(app: &TestApp, token: &str, query: &str) -> reqwest::Response
         .unwrap()
 }
 
-async fn admin_replay(app: &TestApp, token: &str, body: Value) -> Value {
+async fn admin_replay(app: &TestApp, token: &str, body: ReplayRequest) -> ReplayReport {
     let resp = app
         .client
         .post(format!("{}/v1/admin/jobs/replay", app.address))
@@ -33,15 +34,18 @@ async fn admin_replay(app: &TestApp, token: &str, body: Value) -> Value {
     resp.json().await.unwrap()
 }
 
-fn ids(list: &Value) -> Vec<String> {
-    let mut v: Vec<String> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_str().unwrap().to_owned())
-        .collect();
+fn ids(list: &[UploadId]) -> Vec<UploadId> {
+    let mut v = list.to_vec();
     v.sort();
     v
+}
+
+/// A filter on one error code.
+fn code_filter(code: ErrorCode) -> JobFilter {
+    JobFilter {
+        error_code: Some(code),
+        ..JobFilter::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -58,27 +62,30 @@ async fn dead_jobs_are_filtered_dry_run_and_replayed_once_after_the_fix() {
     for f in &cameras[..2] {
         let u = app.upload_file(f, "put").await;
         assert_eq!(
-            (u["state"].as_str(), u["error"]["code"].as_str()),
-            (Some("failed"), Some("image_too_large"))
+            (u.state, u.error.as_ref().map(|e| e.code)),
+            (UploadState::Failed, Some(ErrorCode::ImageTooLarge))
         );
-        too_large.push(u["id"].as_str().unwrap().to_owned());
+        too_large.push(u.id);
     }
     too_large.sort();
     let bad = app.upload_file(&photos("bad")[1], "put").await; // not_an_image.jpg
-    assert_eq!(bad["error"]["code"], "unsupported_format");
+    assert_eq!(
+        bad.error.as_ref().map(|e| e.code),
+        Some(ErrorCode::UnsupportedFormat)
+    );
 
     // Only admins see dead jobs; the filter selects exactly the matching ones.
     assert_eq!(
         admin_get(&app, &app.token, "state=dead").await.status(),
         StatusCode::FORBIDDEN
     );
-    let all: Value = admin_get(&app, &admin, "state=dead")
+    let all: JobList = admin_get(&app, &admin, "state=dead")
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(all["items"].as_array().unwrap().len(), 3);
-    let filtered: Value = admin_get(
+    assert_eq!(all.items.len(), 3);
+    let filtered: JobList = admin_get(
         &app,
         &admin,
         "state=dead&error_code=image_too_large&limit=10",
@@ -87,67 +94,68 @@ async fn dead_jobs_are_filtered_dry_run_and_replayed_once_after_the_fix() {
     .json()
     .await
     .unwrap();
-    let mut got: Vec<String> = filtered["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["upload_id"].as_str().unwrap().to_owned())
-        .collect();
+    let mut got: Vec<UploadId> = filtered.items.iter().map(|j| j.upload_id).collect();
     got.sort();
     assert_eq!(got, too_large);
-    for j in filtered["items"].as_array().unwrap() {
-        assert_eq!(j["attempts"], 1);
-        assert!(j["job_id"].is_string() && j["message"].is_string());
+    for j in &filtered.items {
+        assert_eq!(j.attempts, 1);
+        assert!(j.job_id.is_some() && j.message.is_some());
     }
-    let other_owner: Value = admin_get(&app, &admin, "state=dead&owner=nobody")
+    let other_owner: JobList = admin_get(&app, &admin, "state=dead&owner=nobody")
         .await
         .json()
         .await
         .unwrap();
-    assert!(other_owner["items"].as_array().unwrap().is_empty());
+    assert!(other_owner.items.is_empty());
 
     // A dry run reports the matches and changes nothing.
     let depth_before = app.queue.depth().await.unwrap();
     let dry = admin_replay(
         &app,
         &admin,
-        json!({"filter": {"error_code": "image_too_large"}, "dry_run": true}),
+        ReplayRequest {
+            dry_run: true,
+            ..ReplayRequest::filter(code_filter(ErrorCode::ImageTooLarge))
+        },
     )
     .await;
-    assert_eq!(ids(&dry["replayed"]), too_large);
+    assert_eq!(ids(&dry.replayed), too_large);
     assert_eq!(app.queue.depth().await.unwrap(), depth_before);
     for id in &too_large {
-        assert_eq!(app.get_upload(id).await["state"], "failed");
+        assert_eq!(
+            app.get_upload(&id.to_string()).await.state,
+            UploadState::Failed
+        );
     }
 
     // Fix the cause, then replay: twice for the same id enqueues once.
     app.stop_worker().await;
     app.start_worker();
-    let first = admin_replay(&app, &admin, json!({"ids": [too_large[0]]})).await;
-    let second = admin_replay(&app, &admin, json!({"ids": [too_large[0]]})).await;
-    assert_eq!(ids(&first["replayed"]), vec![too_large[0].clone()]);
-    assert_eq!(ids(&second["skipped"]), vec![too_large[0].clone()]);
+    let first = admin_replay(&app, &admin, ReplayRequest::ids([too_large[0]])).await;
+    let second = admin_replay(&app, &admin, ReplayRequest::ids([too_large[0]])).await;
+    assert_eq!(ids(&first.replayed), vec![too_large[0]]);
+    assert_eq!(ids(&second.skipped), vec![too_large[0]]);
     let rest = admin_replay(
         &app,
         &admin,
-        json!({"filter": {"error_code": "image_too_large"}}),
+        ReplayRequest::filter(code_filter(ErrorCode::ImageTooLarge)),
     )
     .await;
-    assert_eq!(ids(&rest["replayed"]), vec![too_large[1].clone()]);
+    assert_eq!(ids(&rest.replayed), vec![too_large[1]]);
     for id in &too_large {
-        let u = app.wait_until_processed(id).await;
-        assert_eq!(u["state"], "ready", "{u}");
-        assert_eq!(u["attempts"], 1);
-        assert!(u["error"].is_null());
+        let u = app.wait_until_processed(&id.to_string()).await;
+        assert_eq!(u.state, UploadState::Ready, "{u:?}");
+        assert_eq!(u.attempts, 1);
+        assert!(u.error.is_none());
     }
     // The unsupported file is still dead; the replayed ones left the dead set.
     let depth = app.queue.depth().await.unwrap();
     assert_eq!(depth.dead, 1, "{depth:?}");
-    let left: Value = admin_get(&app, &admin, "state=dead")
+    let left: JobList = admin_get(&app, &admin, "state=dead")
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(left["items"].as_array().unwrap().len(), 1);
+    assert_eq!(left.items.len(), 1);
     app.finish().await;
 }

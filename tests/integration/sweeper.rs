@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use kiln_shared::domain::UploadId;
+use kiln_shared::domain::{UploadId, UploadState};
 
 use crate::helpers::{photos, spawn_app};
 
@@ -14,34 +14,24 @@ async fn after_the_queue_is_lost_the_sweeper_brings_every_upload_home() {
     let ready = app.upload_file(&cameras[0], "put").await;
     let failed = app.upload_file(&photos("bad")[1], "put").await;
     assert_eq!(
-        (ready["state"].as_str(), failed["state"].as_str()),
-        (Some("ready"), Some("failed"))
+        (ready.state, failed.state),
+        (UploadState::Ready, UploadState::Failed)
     );
     app.stop_worker().await;
 
     // Uploaded (job queued), processing (a worker died mid-job), pending (abandoned and past
     // its expiry), and an orphan temp object with no row at all.
-    let uploaded = app.send_file(&cameras[1], "put").await;
-    assert_eq!(
-        app.complete(uploaded["id"].as_str().unwrap())
-            .await
-            .status(),
-        202
-    );
-    let processing = app.send_file(&cameras[2], "put").await;
-    assert_eq!(
-        app.complete(processing["id"].as_str().unwrap())
-            .await
-            .status(),
-        202
-    );
-    let processing_id: UploadId = processing["id"].as_str().unwrap().parse().unwrap();
+    let uploaded = app.send_file(&cameras[1], "put").await.id.to_string();
+    assert_eq!(app.complete(&uploaded).await.status(), 202);
+    let processing = app.send_file(&cameras[2], "put").await.id.to_string();
+    assert_eq!(app.complete(&processing).await.status(), 202);
+    let processing_id: UploadId = processing.parse().unwrap();
     sqlx::query("UPDATE uploads SET state = 'processing', attempts = 1, updated_at = now() - interval '1 hour' WHERE id = $1")
         .bind(processing_id.0)
         .execute(&app.pool)
         .await
         .unwrap();
-    let abandoned = app.send_file(&cameras[3], "put").await;
+    let abandoned = app.send_file(&cameras[3], "put").await.id.to_string();
     sqlx::query("UPDATE uploads SET expires_at = now() - interval '1 hour'")
         .execute(&app.pool)
         .await
@@ -73,24 +63,18 @@ async fn after_the_queue_is_lost_the_sweeper_brings_every_upload_home() {
     assert_eq!(report.requeued_processing, 1, "{report:?}");
     assert!(report.temps_deleted >= 1, "{report:?}");
 
-    for id in [
-        uploaded["id"].as_str().unwrap(),
-        processing["id"].as_str().unwrap(),
-    ] {
-        assert_eq!(app.wait_until_processed(id).await["state"], "ready");
+    for id in [&uploaded, &processing] {
+        assert_eq!(app.wait_until_processed(id).await.state, UploadState::Ready);
     }
     assert_eq!(
-        app.get_upload(ready["id"].as_str().unwrap()).await["state"],
-        "ready"
+        app.get_upload(&ready.id.to_string()).await.state,
+        UploadState::Ready
     );
     assert_eq!(
-        app.get_upload(failed["id"].as_str().unwrap()).await["state"],
-        "failed"
+        app.get_upload(&failed.id.to_string()).await.state,
+        UploadState::Failed
     );
-    assert_eq!(
-        app.get_upload(abandoned["id"].as_str().unwrap()).await["state"],
-        "expired"
-    );
+    assert_eq!(app.get_upload(&abandoned).await.state, UploadState::Expired);
     assert!(app.object(&orphan).await.is_none());
 
     // A second sweep finds nothing to do.

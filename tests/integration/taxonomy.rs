@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use kiln_api::error::ApiError;
 use kiln_shared::db::DbError;
-use kiln_shared::domain::{Classify, ErrorCode};
+use kiln_shared::domain::{Classify, ErrorCode, UploadState};
 use kiln_shared::lifecycle::{Failure, LifecycleError};
 use kiln_shared::queue::QueueError;
 use kiln_shared::storage::StorageError;
@@ -187,9 +187,10 @@ async fn a_failed_upload_shows_its_code_and_no_s3_key_host_or_operation() {
 
     let id = app.submit_file(&photos("cameras")[0], "put").await;
     let upload = app.wait_until_processed(&id).await;
-    assert_eq!(upload["state"], "failed", "{upload}");
-    assert_eq!(upload["error"]["code"], "retries_exhausted", "{upload}");
-    let message = upload["error"]["message"].as_str().unwrap();
+    assert_eq!(upload.state, UploadState::Failed, "{upload:?}");
+    let error = upload.error.expect("a failed upload has an error");
+    assert_eq!(error.code, ErrorCode::RetriesExhausted);
+    let message = error.message.as_str();
     let host = proxy.endpoint.trim_start_matches("http://");
     for leak in [
         "tmp/",
@@ -251,7 +252,11 @@ async fn a_row_the_worker_cannot_read_fails_once_as_internal_instead_of_retrying
         ("failed", Some("internal"), 1)
     );
     let upload = app.get_upload(&id).await;
-    assert_eq!(upload["error"]["code"], "internal", "{upload}");
+    assert_eq!(
+        upload.error.map(|e| e.code),
+        Some(ErrorCode::Internal),
+        "the API reads the row back"
+    );
     app.sweep(|_| {}).await;
     app.finish().await;
 }

@@ -3,31 +3,11 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Serialize;
-use utoipa::ToSchema;
+use kiln_shared::wire::{Dependency, Health, HealthStatus};
 
 use crate::extract::Json;
+use crate::routes::openapi::Timeout;
 use crate::state::AppState;
-
-/// Body of both probes: `{"status":"ok"}`, or `{"status":"unavailable","failed":[…]}`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Health {
-    /// `ok`, or `unavailable` when a dependency does not answer.
-    pub status: HealthStatus,
-    /// The dependencies that did not answer (`postgres`, `redis`, `s3`); absent when none.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub failed: Vec<&'static str>,
-}
-
-/// Outcome of a probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum HealthStatus {
-    /// Everything checked answered.
-    Ok,
-    /// Something checked did not answer.
-    Unavailable,
-}
 
 /// Liveness probe.
 ///
@@ -37,7 +17,10 @@ pub enum HealthStatus {
     path = "/healthz",
     operation_id = "healthz",
     tag = "operations",
-    responses((status = 200, description = "The process is up", body = Health))
+    responses(
+        (status = 200, description = "The process is up", body = Health),
+        (status = 408, response = Timeout),
+    )
 )]
 pub async fn healthz() -> Json<Health> {
     Json(Health {
@@ -57,6 +40,7 @@ pub async fn healthz() -> Json<Health> {
     tag = "operations",
     responses(
         (status = 200, description = "Postgres, Redis and S3 all answer", body = Health),
+        (status = 408, response = Timeout),
         (status = 503, description = "`failed` names the dependencies that did not answer", body = Health),
     )
 )]
@@ -68,9 +52,9 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
     );
     let mut failed = Vec::new();
     for (name, ok) in [
-        ("postgres", db.is_ok()),
-        ("redis", redis.is_ok()),
-        ("s3", s3.is_ok()),
+        (Dependency::Postgres, db.is_ok()),
+        (Dependency::Redis, redis.is_ok()),
+        (Dependency::S3, s3.is_ok()),
     ] {
         if !ok {
             failed.push(name);

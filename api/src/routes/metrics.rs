@@ -8,6 +8,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use kiln_shared::metrics::CONTENT_TYPE as PROMETHEUS_TEXT;
 
+use crate::routes::openapi::Timeout;
 use crate::state::AppState;
 
 /// How long the gauges read from Postgres and Redis are reused between scrapes.
@@ -46,6 +47,7 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     tag = "operations",
     responses(
         (status = 200, description = "Prometheus text exposition format", content_type = PROMETHEUS_TEXT, body = String),
+        (status = 408, response = Timeout),
     )
 )]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

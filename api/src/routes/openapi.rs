@@ -9,8 +9,10 @@ use axum::Extension;
 use axum::body::Bytes;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
+use kiln_shared::config::ApiSettings;
+use kiln_shared::wire::CreateUpload;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToResponse};
+use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 
 use crate::error::ErrorBody;
 
@@ -28,8 +30,8 @@ pub const BEARER: &str = "bearer";
         description = "Direct-to-S3 image uploads: authorize an upload (presigned PUT URL or POST \
                        policy), send the bytes to S3, complete it, and read its state, metadata \
                        and derivatives. Every error body is `{\"error\": {\"code\", \"message\"}}` \
-                       with a stable snake_case code; any request may also end in an empty 408 \
-                       after 30 s."
+                       with a stable snake_case code (its `code` enum lists them all); any \
+                       request may also end in an empty 408 after 30 s."
     ),
     tags(
         (name = "uploads", description = "An owner's uploads (the owner is the token's `sub`)."),
@@ -38,7 +40,15 @@ pub const BEARER: &str = "bearer";
     ),
     components(
         schemas(ErrorBody),
-        responses(InvalidRequest, Unauthorized, Forbidden, Unavailable)
+        responses(
+            InvalidRequest,
+            Unauthorized,
+            Forbidden,
+            Timeout,
+            Internal,
+            StorageRejected,
+            Unavailable
+        )
     ),
     modifiers(&BearerScheme)
 )]
@@ -73,10 +83,35 @@ pub struct Unauthorized(pub ErrorBody);
 #[derive(ToResponse)]
 pub struct Forbidden(pub ErrorBody);
 
+/// The request took over 30 s and was cut off (the timeout layer answers with an empty body).
+#[derive(ToResponse)]
+pub struct Timeout;
+
+/// `internal`: a bug or an unexpected state (a corrupt row, a rejected statement, a signing
+/// failure); the cause is logged, not sent.
+#[derive(ToResponse)]
+pub struct Internal(pub ErrorBody);
+
+/// `storage_rejected`: object storage refused the API's own request (credentials,
+/// permissions); an operator has to fix it.
+#[derive(ToResponse)]
+pub struct StorageRejected(pub ErrorBody);
+
 /// `database_unavailable`, `queue_unavailable` or `storage_unavailable`: a dependency is down;
 /// retry later.
 #[derive(ToResponse)]
 pub struct Unavailable(pub ErrorBody);
+
+/// Fills `settings`' limits into `doc` (built from code, which cannot know them): the
+/// `CreateUpload` schema's `content_type` enum (`api.allowed_content_types`) and `byte_size`
+/// maximum (`api.max_upload_bytes`) ([`CreateUpload::schema_for`]).
+pub fn apply_settings(doc: &mut utoipa::openapi::OpenApi, api: &ApiSettings) {
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.schemas.insert(
+        CreateUpload::name().into_owned(),
+        CreateUpload::schema_for(api),
+    );
+}
 
 /// The serialized document, shared by every request (the layer [`super::router`] adds).
 #[derive(Clone)]
@@ -92,6 +127,7 @@ pub struct Document(pub Bytes);
     tag = "operations",
     responses(
         (status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object),
+        (status = 408, response = Timeout),
     )
 )]
 pub async fn openapi_json(Extension(doc): Extension<Document>) -> impl IntoResponse {
