@@ -1,8 +1,9 @@
 //! `kiln`: the one binary. Subcommands run the API (`kiln api`), a worker (`kiln worker`),
 //! migrations (`kiln migrate`), the upload client (`kiln upload FILE…`) and token minting
-//! (`kiln token`), dead-job inspection and replay (`kiln jobs`), re-rendering derivatives
-//! after a recipe changed (`kiln renditions regenerate`), and benchmarks (`kiln bench`). Thin:
-//! parse arguments, load settings, call into the crates.
+//! (`kiln token`), dead-job inspection and replay (`kiln jobs`), and re-rendering derivatives
+//! after a recipe changed (`kiln renditions regenerate`). Thin: parse arguments, load settings,
+//! call into the crates. The benchmarks are a separate binary of the workspace, `kiln-bench`
+//! (`bench/`), so they do not ship in this one.
 
 mod cli;
 
@@ -39,10 +40,6 @@ enum Command {
     /// Re-render derivatives after a rendition recipe changed.
     #[command(subcommand)]
     Renditions(cli::renditions::RenditionsCommand),
-    /// Benchmarks: `kiln bench images PATH…` runs Kiln's pipeline beside vipsthumbnail;
-    /// `kiln bench fleet` pushes uploads through API, S3, queue and 1 then 2 workers.
-    #[command(subcommand)]
-    Bench(cli::bench::BenchCommand),
 }
 
 #[tokio::main]
@@ -58,6 +55,5 @@ async fn main() -> anyhow::Result<()> {
         Command::Token(a) => cli::token::run(&settings, &a),
         Command::Jobs(cmd) => cli::jobs::run(&settings, cmd).await,
         Command::Renditions(cmd) => cli::renditions::run(&settings, cmd).await,
-        Command::Bench(cmd) => cli::bench::run(&settings, args.config.as_deref(), cmd).await,
     }
 }

@@ -22,6 +22,13 @@ use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The line prefix `kiln api` prints on stdout, once, as soon as its listener is bound:
+/// `KILN_API_ADDR=127.0.0.1:41234` (then a newline), the rest being
+/// [`Application::local_addr`]. Logs go to stderr, so this is the only line on stdout; whoever
+/// starts `kiln api` with `api.listen` on port 0 (tests, `kiln-bench fleet`) reads its address
+/// from it.
+pub const LISTEN_ADDR_LINE: &str = "KILN_API_ADDR=";
+
 /// A bound, not yet serving, API server.
 pub struct Application {
     listener: TcpListener,

@@ -3,7 +3,7 @@
 //! Layers, later wins: built-in defaults ([`Settings::default`]), then an optional TOML file,
 //! then environment variables `KILN__SECTION__KEY` (double underscore between levels, e.g.
 //! `KILN__API__LISTEN=127.0.0.1:8080`). `kiln.example.toml` at the repository root documents
-//! every key with its env var.
+//! every key with its env var; [`Settings::to_env`] writes settings back as such variables.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -16,11 +16,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::rendition::Rendition;
 
-/// Serialises a secret in clear. Settings are serialised only to seed figment's defaults layer;
-/// `Debug` still redacts secrets, so logging settings does not leak them.
+mod env;
+
+/// Serialises a secret in clear. Settings are serialised only to seed figment's defaults layer
+/// and for [`Settings::to_env`]; `Debug` still redacts secrets, so logging them leaks nothing.
 fn expose_secret<S: serde::Serializer>(secret: &SecretString, ser: S) -> Result<S::Ok, S::Error> {
     ser.serialize_str(secret.expose_secret())
 }
+
+/// Prefix of every environment variable [`Settings::load`] reads.
+const ENV_PREFIX: &str = "KILN__";
+/// Separator between the levels of a key in an environment variable's name.
+const ENV_SPLIT: &str = "__";
 
 /// Every setting Kiln reads, grouped by concern.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -73,11 +80,28 @@ impl Settings {
             figment = figment.merge(Toml::file(path));
         }
         let settings: Settings = figment
-            .merge(Env::prefixed("KILN__").split("__"))
+            .merge(Env::prefixed(ENV_PREFIX).split(ENV_SPLIT))
             .extract()
             .map_err(Box::new)?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// The `KILN__SECTION__KEY=value` pairs that reproduce these settings through the env layer
+    /// of [`Settings::load`]: every key, so a child process given them loads settings equal to
+    /// these whatever its defaults, config file or other `KILN__` env.
+    ///
+    /// Values use the syntax figment's env provider parses: numbers and booleans as they are;
+    /// strings bare when figment reads them back unchanged, else double-quoted with escapes
+    /// (`"true"`, `"8080"`, strings with `,`, brackets or edge spaces); lists as `[…]`, with
+    /// structs as `{key=value,…}` and strings quoted, e.g.
+    /// `KILN__API__ALLOWED_CONTENT_TYPES=["image/jpeg","image/png"]` (it replaces the default
+    /// list; it is not appended to). A `None` option is left out.
+    ///
+    /// **Secrets are exposed**: `storage.secret_access_key` and `auth.jwt_secret` are in clear,
+    /// since the child needs them. Put the pairs in a child's environment; never log them.
+    pub fn to_env(&self) -> Vec<(String, String)> {
+        env::pairs(self)
     }
 
     /// Checks cross-field rules that types cannot express.

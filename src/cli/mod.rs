@@ -1,6 +1,5 @@
 //! Subcommand implementations.
 
-pub mod bench;
 pub mod jobs;
 pub mod renditions;
 pub mod serve;

@@ -1,5 +1,7 @@
 //! `kiln api`, `kiln worker` and `kiln migrate`.
 
+use std::io::Write as _;
+
 use anyhow::Context;
 use kiln_shared::Settings;
 
@@ -20,16 +22,33 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
-/// Migrates, then serves the API until SIGINT/SIGTERM.
+/// Migrates, then serves the API until SIGINT/SIGTERM. Once the listener is bound it prints
+/// `KILN_API_ADDR={addr}` on stdout ([`kiln_api::startup::LISTEN_ADDR_LINE`]), so a parent that
+/// asked for port 0 learns the port.
 pub async fn api(settings: Settings) -> anyhow::Result<()> {
     migrate(settings.clone()).await?;
     let app = kiln_api::Application::build(settings).await?;
+    announce(kiln_api::startup::LISTEN_ADDR_LINE, app.local_addr());
     app.run_until_stopped(shutdown_signal()).await
 }
 
-/// Runs a worker until SIGINT/SIGTERM.
+/// Runs a worker until SIGINT/SIGTERM. Once its metrics listener is bound it prints
+/// `KILN_WORKER_METRICS_ADDR={addr}` on stdout ([`kiln_worker::startup::METRICS_ADDR_LINE`]),
+/// so a parent that asked for port 0 (`worker.metrics_listen`) learns the port.
 pub async fn worker(settings: Settings) -> anyhow::Result<()> {
-    kiln_worker::run(settings, shutdown_signal()).await
+    let worker = kiln_worker::Worker::build(settings).await?;
+    announce(
+        kiln_worker::startup::METRICS_ADDR_LINE,
+        worker.metrics_addr(),
+    );
+    worker.run_until_stopped(shutdown_signal()).await
+}
+
+/// Prints `{prefix}{addr}` and a newline on stdout, flushed. A closed stdout is not an error:
+/// nobody wanted the line.
+fn announce(prefix: &str, addr: std::net::SocketAddr) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{prefix}{addr}").and_then(|()| out.flush());
 }
 
 /// Applies migrations.

@@ -3,6 +3,7 @@
 //! [`TestApp::finish`] fails the test if a job is left in either queue (ProcessUpload,
 //! RenderRenditions) or an object under `tmp/`.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -100,8 +101,16 @@ pub struct TestApp {
     db_name: String,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    worker: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
+    worker: Option<InProcessWorker>,
     finished: bool,
+}
+
+/// The in-process worker of a [`TestApp`].
+struct InProcessWorker {
+    stop: watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<()>,
+    /// Its metrics address, once [`kiln_worker::Worker::build`] has bound it.
+    metrics_addr: watch::Receiver<Option<SocketAddr>>,
 }
 
 fn unique(prefix: &str) -> String {
@@ -252,74 +261,6 @@ pub fn kiln_bin() -> PathBuf {
     bin
 }
 
-/// `KILN__…` environment that reproduces `settings` in another process.
-pub fn settings_env(settings: &Settings) -> Vec<(String, String)> {
-    use secrecy::ExposeSecret;
-    let s = settings;
-    [
-        ("DATABASE__URL", s.database.url.clone()),
-        (
-            "DATABASE__MAX_CONNECTIONS",
-            s.database.max_connections.to_string(),
-        ),
-        ("REDIS__URL", s.redis.url.clone()),
-        ("REDIS__QUEUE", s.redis.queue.clone()),
-        (
-            "REDIS__POLL_INTERVAL_MS",
-            s.redis.poll_interval_ms.to_string(),
-        ),
-        ("REDIS__HEARTBEAT_SECS", s.redis.heartbeat_secs.to_string()),
-        (
-            "REDIS__MISSED_HEARTBEATS",
-            s.redis.missed_heartbeats.to_string(),
-        ),
-        ("STORAGE__ENDPOINT", s.storage.endpoint.clone()),
-        ("STORAGE__BUCKET", s.storage.bucket.clone()),
-        ("STORAGE__REGION", s.storage.region.clone()),
-        ("STORAGE__ACCESS_KEY_ID", s.storage.access_key_id.clone()),
-        (
-            "STORAGE__SECRET_ACCESS_KEY",
-            s.storage.secret_access_key.expose_secret().to_owned(),
-        ),
-        ("STORAGE__KEY_PREFIX", s.storage.key_prefix.clone()),
-        ("WORKER__CONCURRENCY", s.worker.concurrency.to_string()),
-        (
-            "WORKER__METRICS_LISTEN",
-            s.worker.metrics_listen.to_string(),
-        ),
-        ("WORKER__MAX_ATTEMPTS", s.worker.max_attempts.to_string()),
-        (
-            "WORKER__RETRY_BASE_DELAY_MS",
-            s.worker.retry_base_delay_ms.to_string(),
-        ),
-        (
-            "WORKER__RETRY_MAX_DELAY_MS",
-            s.worker.retry_max_delay_ms.to_string(),
-        ),
-        (
-            "WORKER__SHUTDOWN_TIMEOUT_SECS",
-            s.worker.shutdown_timeout_secs.to_string(),
-        ),
-        ("SWEEPER__ENABLED", s.sweeper.enabled.to_string()),
-        (
-            "SWEEPER__INTERVAL_SECS",
-            s.sweeper.interval_secs.to_string(),
-        ),
-        (
-            "SWEEPER__UPLOADED_STALE_SECS",
-            s.sweeper.uploaded_stale_secs.to_string(),
-        ),
-        (
-            "SWEEPER__LIFECYCLE_RULE",
-            s.sweeper.lifecycle_rule.to_string(),
-        ),
-        ("TELEMETRY__FILTER", "error".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (format!("KILN__{k}"), v))
-    .collect()
-}
-
 /// Starts `kiln worker` as its own process with `settings`.
 pub fn spawn_worker_process(settings: &Settings) -> tokio::process::Child {
     kiln_command("worker", settings)
@@ -328,18 +269,44 @@ pub fn spawn_worker_process(settings: &Settings) -> tokio::process::Child {
         .expect("spawn kiln worker")
 }
 
-/// `kiln {role}` with `settings` as its only configuration (a clean environment but `PATH`),
-/// stdout discarded, killed on drop. The caller chooses stderr and spawns it.
+/// `kiln {role}` with `settings` as its only configuration (a clean environment but `PATH`
+/// and [`Settings::to_env`], logging at `error` unless the caller sets
+/// `KILN__TELEMETRY__FILTER`), stdout discarded, killed on drop. The caller chooses stderr
+/// and spawns it; to learn the port a child bound for port 0, set stdout to piped and call
+/// [`reported_addr`].
 pub fn kiln_command(role: &str, settings: &Settings) -> tokio::process::Command {
+    let mut settings = settings.clone();
+    settings.telemetry.filter = "error".into();
     let mut cmd = tokio::process::Command::new(kiln_bin());
     cmd.arg(role)
         .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    for (k, v) in settings_env(settings) {
-        cmd.env(k, v);
-    }
-    cmd.stdout(std::process::Stdio::null()).kill_on_drop(true);
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(settings.to_env())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true);
     cmd
+}
+
+/// The address a `kiln` child reports on its stdout (which must be piped) in the line starting
+/// with `prefix`: [`kiln_worker::startup::METRICS_ADDR_LINE`] for `kiln worker`,
+/// [`kiln_api::startup::LISTEN_ADDR_LINE`] for `kiln api`. Waits up to 30 s; what the child
+/// prints afterwards is read and dropped, so it never blocks on a full pipe.
+pub async fn reported_addr(child: &mut tokio::process::Child, prefix: &str) -> SocketAddr {
+    use tokio::io::AsyncBufReadExt;
+    let stdout = child.stdout.take().expect("the child's stdout is piped");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("read the child's stdout") {
+            if let Some(addr) = line.strip_prefix(prefix) {
+                return addr.trim().parse().expect("a socket address");
+            }
+        }
+        panic!("the child closed stdout without printing {prefix}…");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the child did not print {prefix}… within 30 s"));
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    addr
 }
 
 impl TestApp {
@@ -349,25 +316,46 @@ impl TestApp {
     }
 
     /// Starts a worker with `settings`, replacing the running one (stopped gracefully first).
+    /// With `worker.metrics_listen` on port 0 (the test default), [`Self::worker_metrics_addr`]
+    /// says where its `/metrics` is.
     pub fn start_worker_with(&mut self, settings: Settings) {
         assert!(self.worker.is_none(), "stop the running worker first");
         let (stop, mut rx) = watch::channel(false);
         let fut = async move {
             let _ = rx.wait_for(|s| *s).await;
         };
+        let (addr_tx, metrics_addr) = watch::channel(None);
         let handle = tokio::spawn(async move {
-            kiln_worker::run(settings, fut)
+            let worker = kiln_worker::Worker::build(settings)
                 .await
-                .expect("worker failed")
+                .expect("build worker");
+            let _ = addr_tx.send(Some(worker.metrics_addr()));
+            worker.run_until_stopped(fut).await.expect("worker failed")
         });
-        self.worker = Some((stop, handle));
+        self.worker = Some(InProcessWorker {
+            stop,
+            handle,
+            metrics_addr,
+        });
+    }
+
+    /// The address of the running in-process worker's `/metrics`, as bound (waits for the
+    /// worker to bind it).
+    pub async fn worker_metrics_addr(&self) -> SocketAddr {
+        let worker = self.worker.as_ref().expect("no worker is running");
+        let mut rx = worker.metrics_addr.clone();
+        let addr = rx
+            .wait_for(Option::is_some)
+            .await
+            .expect("the worker failed to start");
+        addr.expect("set once bound")
     }
 
     /// Stops the running worker gracefully (in-flight jobs finish) and waits for it.
     pub async fn stop_worker(&mut self) {
-        if let Some((stop, handle)) = self.worker.take() {
-            let _ = stop.send(true);
-            let _ = tokio::time::timeout(Duration::from_secs(15), handle).await;
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.stop.send(true);
+            let _ = tokio::time::timeout(Duration::from_secs(15), worker.handle).await;
         }
     }
 

@@ -9,7 +9,7 @@ use kiln_shared::domain::UploadState;
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
-use crate::helpers::{TestOptions, fixtures, kiln_command, spawn_app_with};
+use crate::helpers::{TestOptions, fixtures, kiln_command, reported_addr, spawn_app_with};
 
 /// Stops `child` and returns its stderr, one parsed JSON object per line. Panics on a line
 /// that is not JSON: production logs must be machine-readable throughout.
@@ -27,14 +27,6 @@ async fn json_lines(mut child: tokio::process::Child) -> Vec<Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -98,14 +90,15 @@ async fn requests_carry_a_request_id_that_is_returned_and_logged() {
         ..TestOptions::default()
     })
     .await;
-    let address = format!("127.0.0.1:{}", free_port());
-    let api = kiln_command("api", &app.settings)
-        .env("KILN__API__LISTEN", &address)
+    // `api.listen` is port 0 (the test settings); the API reports the port it got.
+    let mut api = kiln_command("api", &app.settings)
         .env("KILN__TELEMETRY__FORMAT", "json")
         .env("KILN__TELEMETRY__FILTER", "info")
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let address = reported_addr(&mut api, kiln_api::startup::LISTEN_ADDR_LINE).await;
     let url = format!("http://{address}/healthz");
     let deadline = Instant::now() + Duration::from_secs(20);
     while app.client.get(&url).send().await.is_err() {

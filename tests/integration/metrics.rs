@@ -38,14 +38,9 @@ async fn api_and_worker_export_what_happened() {
         ..Default::default()
     })
     .await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut ws = app.settings.clone();
-    ws.worker.metrics_listen = format!("127.0.0.1:{port}").parse().unwrap();
-    app.start_worker_with(ws);
+    // Its metrics listen on port 0 (the test settings); the worker reports the port it got.
+    app.start_worker();
+    let metrics = app.worker_metrics_addr().await;
     let cameras = photos("cameras");
     for f in &cameras[..3] {
         assert_eq!(app.upload_file(f, "put").await.state, UploadState::Ready);
@@ -56,7 +51,7 @@ async fn api_and_worker_export_what_happened() {
     );
     // The row turns `failed` before the attempt returns and is counted: wait for the count.
     let q = app.settings.redis.queue.clone();
-    let url = format!("http://127.0.0.1:{port}/metrics");
+    let url = format!("http://{metrics}/metrics");
     let response = app.client.get(&url).send().await.unwrap();
     assert!(
         response.headers()["content-type"]

@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::{TestApp, TestOptions, kiln_command, photos, spawn_app_with};
+use crate::helpers::{TestApp, TestOptions, kiln_command, photos, reported_addr, spawn_app_with};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// A free loopback port for Prometheus itself (it cannot report the port it bound).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -156,21 +157,23 @@ impl Prometheus {
     }
 }
 
+/// Starts `n` `kiln worker` processes with their metrics on port 0; returns them and the
+/// metrics addresses they report.
 async fn start_workers(app: &TestApp, n: usize) -> (Vec<tokio::process::Child>, Vec<String>) {
     let mut children = Vec::new();
     let mut targets = Vec::new();
     for _ in 0..n {
         let mut s = app.settings.clone();
-        let addr = format!("127.0.0.1:{}", free_port());
-        s.worker.metrics_listen = addr.parse().unwrap();
+        s.worker.metrics_listen = "127.0.0.1:0".parse().unwrap();
         s.worker.concurrency = 1;
-        children.push(
-            kiln_command("worker", &s)
-                .stderr(Stdio::inherit())
-                .spawn()
-                .unwrap(),
-        );
-        targets.push(addr);
+        let mut child = kiln_command("worker", &s)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let addr = reported_addr(&mut child, kiln_worker::startup::METRICS_ADDR_LINE).await;
+        children.push(child);
+        targets.push(addr.to_string());
     }
     (children, targets)
 }

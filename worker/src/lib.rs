@@ -5,4 +5,4 @@ pub mod imaging;
 pub mod jobs;
 pub mod startup;
 
-pub use startup::run;
+pub use startup::{Worker, run};

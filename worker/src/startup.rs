@@ -2,9 +2,12 @@
 //! [`Monitor`], each on its own queue with its own concurrency, with the settings from
 //! `docs/dependencies.md` (unique worker names, a poll interval, bounded
 //! concurrency and prefetch, a raised Redis response timeout), runs the sweeper beside it, and
-//! reconnects with backoff when Redis goes away.
+//! reconnects with backoff when Redis goes away. [`Worker::build`] binds the metrics listener
+//! before anything runs (port 0 works; [`Worker::metrics_addr`] reports the port), like the
+//! API's `Application::build`.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -26,65 +29,132 @@ use crate::jobs::{process_upload, render_renditions, sweep};
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Runs a worker until `shutdown` resolves, then stops fetching, lets in-flight jobs finish
-/// (up to `worker.shutdown_timeout_secs`) and returns.
-///
-/// apalis ends a worker whose Redis connection drops, and its monitor then returns as if all
-/// were well (`docs/dependencies.md`). So the monitor runs in a loop here: when
-/// it ends without a shutdown request, or Redis cannot be reached, the worker waits with
-/// exponential backoff (1 s doubling to 30 s) and starts again under a fresh worker name. It
-/// never spins and never returns while broken; only a shutdown request ends it.
+/// The line prefix `kiln worker` prints on stdout, once, as soon as its metrics listener is
+/// bound: `KILN_WORKER_METRICS_ADDR=127.0.0.1:41234` (then a newline). The rest of the line is
+/// [`Worker::metrics_addr`] as `SocketAddr` displays it. Logs go to stderr, so this is the only
+/// line on stdout; whoever starts a worker process with `worker.metrics_listen` on port 0 (tests,
+/// `kiln-bench fleet`) reads its metrics address from it.
+pub const METRICS_ADDR_LINE: &str = "KILN_WORKER_METRICS_ADDR=";
+
+/// A worker whose metrics listener is bound but which is not yet consuming jobs
+/// ([`Worker::build`], then [`Worker::run_until_stopped`]). With `worker.metrics_listen` on
+/// port 0 the system picks a free port; [`Worker::metrics_addr`] says which.
+pub struct Worker {
+    settings: Arc<Settings>,
+    pool: PgPool,
+    storage: Storage,
+    metrics: Arc<Metrics>,
+    listener: tokio::net::TcpListener,
+}
+
+impl Worker {
+    /// Prepares the database pool (lazily: nothing connects yet) and the S3 client, and binds
+    /// `worker.metrics_listen`.
+    ///
+    /// # Errors
+    /// When the database URL is malformed or the metrics address cannot be bound.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let settings = Arc::new(settings);
+        let pool = kiln_shared::db::connect(&settings.database)?;
+        let storage = Storage::new(&settings.storage);
+        let metrics = Arc::new(Metrics::new());
+        metrics.init_worker_series(&settings.redis.queue);
+        let listener = tokio::net::TcpListener::bind(settings.worker.metrics_listen)
+            .await
+            .with_context(|| format!("while binding {}", settings.worker.metrics_listen))?;
+        Ok(Self {
+            settings,
+            pool,
+            storage,
+            metrics,
+            listener,
+        })
+    }
+
+    /// The address `/metrics` is served on: the bound one, so the real port when
+    /// `worker.metrics_listen` asked for port 0.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves `/metrics` and consumes jobs until `shutdown` resolves, then stops fetching, lets
+    /// in-flight jobs finish (up to `worker.shutdown_timeout_secs`) and returns.
+    ///
+    /// apalis ends a worker whose Redis connection drops, and its monitor then returns as if
+    /// all were well (`../shared/notes/apalis-redis-1.0.md`). So the monitor runs in a loop
+    /// here: when it ends without a shutdown request, or Redis cannot be reached, the worker
+    /// waits with exponential backoff (1 s doubling to 30 s) and starts again under a fresh
+    /// worker name. It never spins and never returns while broken; only a shutdown request
+    /// ends it.
+    ///
+    /// # Errors
+    /// None today: every failure is logged and retried. The `Result` leaves room for fatal ones.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let addr = self.metrics_addr();
+        let Self {
+            settings,
+            pool,
+            storage,
+            metrics,
+            listener,
+        } = self;
+        let (stop_tx, stop) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+
+        tracing::info!(%addr, "worker metrics listening");
+        let metrics_server = tokio::spawn(serve_metrics(listener, metrics.clone(), stop.clone()));
+
+        let mut sweeper = None;
+        let mut backoff = Duration::from_secs(1);
+        while !*stop.borrow() {
+            let started = Instant::now();
+            let deps = (&pool, &storage, &metrics);
+            match run_monitor(&settings, deps, stop.clone(), &mut sweeper).await {
+                Ok(()) if *stop.borrow() => break,
+                Ok(()) => tracing::error!("worker lost its queue connection"),
+                Err(e) => tracing::error!(error = format!("{e:#}"), "worker cannot run"),
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                backoff = Duration::from_secs(1);
+            }
+            tracing::warn!(?backoff, "restarting the worker after a pause");
+            let mut stop_wait = stop.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop_wait.wait_for(|s| *s) => break,
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+        if let Some(task) = sweeper {
+            let _ = task.await;
+        }
+        let _ = metrics_server.await;
+        tracing::info!("worker stopped");
+        Ok(())
+    }
+}
+
+/// Runs a worker until `shutdown` resolves: [`Worker::build`] then
+/// [`Worker::run_until_stopped`], for callers that do not need the metrics address.
 ///
 /// # Errors
-/// When the database URL is malformed.
+/// As [`Worker::build`].
 pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let settings = Arc::new(settings);
-    let pool = kiln_shared::db::connect(&settings.database)?;
-    let storage = Storage::new(&settings.storage);
-    let (stop_tx, stop) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-
-    let metrics = Arc::new(Metrics::new());
-    metrics.init_worker_series(&settings.redis.queue);
-    let listener = tokio::net::TcpListener::bind(settings.worker.metrics_listen)
+    Worker::build(settings)
+        .await?
+        .run_until_stopped(shutdown)
         .await
-        .with_context(|| format!("while binding {}", settings.worker.metrics_listen))?;
-    tracing::info!(addr = %listener.local_addr()?, "worker metrics listening");
-    let metrics_server = tokio::spawn(serve_metrics(listener, metrics.clone(), stop.clone()));
-
-    let mut sweeper = None;
-    let mut backoff = Duration::from_secs(1);
-    while !*stop.borrow() {
-        let started = Instant::now();
-        let deps = (&pool, &storage, &metrics);
-        match run_monitor(&settings, deps, stop.clone(), &mut sweeper).await {
-            Ok(()) if *stop.borrow() => break,
-            Ok(()) => tracing::error!("worker lost its queue connection"),
-            Err(e) => tracing::error!(error = format!("{e:#}"), "worker cannot run"),
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            backoff = Duration::from_secs(1);
-        }
-        tracing::warn!(?backoff, "restarting the worker after a pause");
-        let mut stop_wait = stop.clone();
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = stop_wait.wait_for(|s| *s) => break,
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
-    if let Some(task) = sweeper {
-        let _ = task.await;
-    }
-    let _ = metrics_server.await;
-    tracing::info!("worker stopped");
-    Ok(())
 }
 
 /// Connects to Redis and runs one apalis monitor until shutdown or a worker failure. Starts the
@@ -98,9 +168,12 @@ async fn run_monitor(
     let conn = queue::connect_redis(&settings.redis)
         .await
         .context("while connecting to Redis")?;
-    let lifecycle = Lifecycle::connect(settings.clone(), pool.clone(), storage.clone())
-        .await
-        .context("while connecting to Redis")?;
+    let lifecycle = Lifecycle::on(
+        settings.clone(),
+        pool.clone(),
+        storage.clone(),
+        conn.clone(),
+    );
     let concurrency = settings.worker.concurrency;
     let backend: RedisStorage<ProcessUpload> = RedisStorage::new(conn.clone()).with_config(
         queue::apalis_config::<ProcessUpload>(&settings.redis, concurrency),

@@ -105,13 +105,23 @@ impl Lifecycle {
         storage: Storage,
     ) -> Result<Self, QueueError> {
         let conn = queue::connect_redis(&settings.redis).await?;
-        Ok(Self {
+        Ok(Self::on(settings, pool, storage, conn))
+    }
+
+    /// The lifecycle on an existing Redis connection (no I/O).
+    pub fn on(
+        settings: Arc<Settings>,
+        pool: PgPool,
+        storage: Storage,
+        conn: apalis_redis::ConnectionManager,
+    ) -> Self {
+        Self {
             uploads: JobQueue::on(conn.clone(), &settings.redis),
             renditions: RenditionQueue::on(conn, &settings.redis),
             pool,
             storage,
             settings,
-        })
+        }
     }
 
     /// The Postgres pool (for reads).

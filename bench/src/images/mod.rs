@@ -1,32 +1,40 @@
-//! `kiln bench images PATH… [--repeat N] [--markdown] [--thumbs PATH…]`: Kiln's pipeline beside
-//! libvips' `vipsthumbnail`, whole process against whole process, on the same files in the same
-//! run.
+//! `kiln-bench images PATH… [--repeat N] [--markdown] [--thumbs PATH…]`: Kiln's pipeline
+//! beside libvips' `vipsthumbnail`, whole process against whole process, on the same files in
+//! the same run.
 //!
-//! For every image and every repetition, Kiln is one `kiln bench render-one FILE --out DIR`
+//! For every image and every repetition, Kiln is one `kiln-bench render-one FILE --out DIR`
 //! process making every configured rendition (one decode), and vips is one `vipsthumbnail`
-//! process per rendition (the tool makes one size per run): `-s WxH>` (shrink only), plus
-//! `--smartcrop centre` for a cover rendition, writing the same format and quality with
-//! metadata stripped. Both sides write their outputs to the same scratch directory. vips' time
-//! and CPU time are the sums over its processes, its peak RSS the largest of them. Each process
-//! is measured by its own `kiln bench measure` process (see `measure.rs`). Runs alternate
-//! which tool goes first, after one untimed warm-up run of each.
+//! process per rendition (the tool makes one size per run; see [`vips`]). Both sides write
+//! their outputs to the same scratch directory. vips' time and CPU time are the sums over its
+//! processes, its peak RSS the largest of them. Each process is measured by its own
+//! `kiln-bench measure` process (see [`measure`]). Runs alternate which tool goes first, after
+//! one untimed warm-up run of each.
+//!
+//! Modules: this one runs the benchmark; [`model`] holds its results, [`report`] formats them
+//! (it imports [`model`], never this module).
+
+pub mod measure;
+pub mod model;
+pub mod render_one;
+pub mod report;
+pub mod throughput;
+pub mod vips;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use kiln_shared::Settings;
-use kiln_shared::domain::{Fit, Rendition};
 
-use super::measure::{self, Measurement};
-use super::render_one::{RenderOneArgs, RenderReport};
-use super::report::{Machine, Report};
-use super::throughput;
+use self::measure::Measurement;
+use self::model::{ImageResult, ToolResult};
+use self::render_one::{RenderOneArgs, RenderReport};
+use self::report::Report;
+use crate::machine::Machine;
 
-/// Arguments of `kiln bench images`.
+/// Arguments of `kiln-bench images`.
 #[derive(Debug, clap::Args)]
 pub struct ImagesArgs {
     /// Image files, or directories whose files (not recursive, dotfiles skipped) are each
@@ -46,37 +54,6 @@ pub struct ImagesArgs {
     /// Length of the thumb-only throughput run, in seconds.
     #[arg(long, default_value_t = 5.0)]
     thumb_secs: f64,
-}
-
-/// Median wall and CPU time and the largest peak RSS of one tool on one image.
-#[derive(Debug, Clone)]
-pub struct ToolResult {
-    /// Median wall time of a run (all of the tool's processes for the image).
-    pub wall: Duration,
-    /// Median CPU time (user + system) of a run.
-    pub cpu: Duration,
-    /// Largest peak RSS of any of its processes over all runs, in KiB.
-    pub max_rss_kib: u64,
-    /// Median wall time of each of its processes in a run, in the order they run (vips: one
-    /// per rendition; Kiln: one).
-    pub per_process: Vec<Duration>,
-}
-
-/// One image's results.
-#[derive(Debug, Clone)]
-pub struct ImageResult {
-    /// The file, as found.
-    pub file: PathBuf,
-    /// Width as displayed, in pixels.
-    pub width: u32,
-    /// Height as displayed, in pixels.
-    pub height: u32,
-    /// Kiln, whole process.
-    pub kiln: ToolResult,
-    /// Median of Kiln's in-process `imaging::process` time.
-    pub kiln_pipeline: Duration,
-    /// `vipsthumbnail`, all its processes for the image.
-    pub vips: ToolResult,
 }
 
 /// Deletes the scratch directory when dropped.
@@ -122,49 +99,6 @@ fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
         }
     }
     Ok(files)
-}
-
-/// `vipsthumbnail --version`, e.g. `vips-8.14.1`.
-///
-/// # Errors
-/// When `vipsthumbnail` is not installed.
-pub fn vips_version() -> anyhow::Result<String> {
-    let out = Command::new("vipsthumbnail")
-        .arg("--version")
-        .output()
-        .context(
-            "vipsthumbnail not found: scripts/deps installs it (Debian package libvips-tools)",
-        )?;
-    if !out.status.success() {
-        bail!("vipsthumbnail --version failed: {}", out.status);
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
-/// The `vipsthumbnail` commands that make `renditions` of `file` in `out`, one per rendition.
-fn vips_commands(file: &Path, renditions: &[Rendition], out: &Path) -> Vec<Vec<OsString>> {
-    renditions
-        .iter()
-        .map(|r| {
-            let mut cmd: Vec<OsString> = vec![
-                "vipsthumbnail".into(),
-                file.into(),
-                "--size".into(),
-                format!("{}x{}>", r.max_width, r.max_height).into(),
-            ];
-            if r.fit == Fit::Cover {
-                cmd.extend(["--smartcrop".into(), "centre".into()]);
-            }
-            let target = out.join(format!(
-                "%s_{}_vips.{}[Q={},strip]",
-                r.name,
-                r.format.extension(),
-                r.quality
-            ));
-            cmd.extend(["-o".into(), target.into_os_string()]);
-            cmd
-        })
-        .collect()
 }
 
 fn median(mut values: Vec<Duration>) -> Duration {
@@ -216,14 +150,14 @@ fn bench_one(
     scratch: &Path,
     bar: &ProgressBar,
 ) -> anyhow::Result<ImageResult> {
-    let exe = std::env::current_exe().context("while finding the kiln executable")?;
+    let exe = std::env::current_exe().context("while finding the kiln-bench executable")?;
     let mut kiln_cmd: Vec<OsString> = vec![exe.into_os_string()];
     if let Some(config) = config {
         kiln_cmd.extend(["--config".into(), config.as_os_str().to_owned()]);
     }
-    kiln_cmd.extend(["bench".into(), "render-one".into()]);
+    kiln_cmd.push("render-one".into());
     kiln_cmd.extend(RenderOneArgs::new(file.to_owned(), Some(scratch.to_owned())).to_args());
-    let vips_cmds = vips_commands(file, &settings.worker.renditions, scratch);
+    let vips_cmds = vips::commands(file, &settings.worker.renditions, scratch);
 
     let run_kiln = || -> anyhow::Result<(Measurement, RenderReport)> {
         let m = measure::measure(config, &kiln_cmd)?;
@@ -277,7 +211,7 @@ fn bench_one(
 /// When `vipsthumbnail` is missing, an input cannot be read, or either tool fails on an image
 /// (named in the message).
 pub fn run(settings: &Settings, config: Option<&Path>, args: &ImagesArgs) -> anyhow::Result<()> {
-    let vips = vips_version()?;
+    let vips = vips::version()?;
     let files = expand(&args.paths)?;
     if files.is_empty() {
         bail!("no files under {:?}", args.paths);
@@ -323,7 +257,7 @@ pub fn run(settings: &Settings, config: Option<&Path>, args: &ImagesArgs) -> any
 
     let report = Report {
         machine,
-        command: std::iter::once("kiln".to_owned())
+        command: std::iter::once("kiln-bench".to_owned())
             .chain(
                 std::env::args_os()
                     .skip(1)
@@ -356,31 +290,6 @@ mod tests {
         assert_eq!(
             median(vec![ms(4), ms(1), ms(2), ms(3)]),
             Duration::from_micros(2_500)
-        );
-    }
-
-    #[test]
-    fn vips_makes_each_rendition_like_kiln() {
-        let cmds = vips_commands(
-            Path::new("a.jpg"),
-            &Rendition::defaults(),
-            Path::new("/tmp/x"),
-        );
-        let shown: Vec<String> = cmds
-            .iter()
-            .map(|c| {
-                c.iter()
-                    .map(|a| a.to_string_lossy().into_owned())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .collect();
-        assert_eq!(
-            shown,
-            [
-                "vipsthumbnail a.jpg --size 256x256> --smartcrop centre -o /tmp/x/%s_thumb_vips.webp[Q=80,strip]",
-                "vipsthumbnail a.jpg --size 1280x1280> -o /tmp/x/%s_preview_vips.webp[Q=80,strip]",
-            ]
         );
     }
 }

@@ -1,7 +1,7 @@
 //! Measuring one child process: wall time, CPU time and peak RSS.
 //!
 //! The workspace forbids `unsafe`, and `std` reports no resource usage for a child, so each
-//! measurement runs in a fresh `kiln bench measure -- CMD…` process. That process spawns `CMD`,
+//! measurement runs in a fresh `kiln-bench measure -- CMD…` process. That process spawns `CMD`,
 //! waits for it and reads `getrusage(RUSAGE_CHILDREN)` (through `nix`): having had exactly one
 //! child, its `ru_maxrss` is that child's peak RSS and its user and system times are that
 //! child's CPU time. A long-lived process could not do this, because `RUSAGE_CHILDREN` keeps
@@ -21,7 +21,7 @@ use nix::sys::resource::{UsageWho, getrusage};
 use nix::sys::time::TimeVal;
 use serde::{Deserialize, Serialize};
 
-/// Arguments of the hidden `kiln bench measure`.
+/// Arguments of the hidden `kiln-bench measure`.
 #[derive(Debug, clap::Args)]
 pub struct MeasureArgs {
     /// The command to run and its arguments (after `--`).
@@ -29,7 +29,7 @@ pub struct MeasureArgs {
     command: Vec<OsString>,
 }
 
-/// What one measured process used. Printed by `kiln bench measure` as one JSON line.
+/// What one measured process used. Printed by `kiln-bench measure` as one JSON line.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Measurement {
     /// From spawn to exit, in microseconds (includes exec and dynamic linking).
@@ -58,7 +58,7 @@ fn micros(t: TimeVal) -> u64 {
     u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000 + u64::try_from(t.tv_usec()).unwrap_or(0)
 }
 
-/// `kiln bench measure -- CMD…`: runs `CMD` once and prints a [`Measurement`] as JSON.
+/// `kiln-bench measure -- CMD…`: runs `CMD` once and prints a [`Measurement`] as JSON.
 ///
 /// # Errors
 /// When `CMD` cannot be spawned or exits unsuccessfully (its stderr is passed through), or
@@ -67,7 +67,7 @@ pub fn run(args: &MeasureArgs) -> anyhow::Result<()> {
     let (program, rest) = args
         .command
         .split_first()
-        .context("bench measure needs a command")?;
+        .context("measure needs a command")?;
     let started = Instant::now();
     let output = Command::new(program)
         .args(rest)
@@ -99,25 +99,25 @@ pub fn run(args: &MeasureArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Spawns `kiln [--config FILE] bench measure -- command…` with this executable and returns
+/// Spawns `kiln-bench [--config FILE] measure -- command…` with this executable and returns
 /// its [`Measurement`].
 ///
 /// # Errors
 /// When the measuring process fails (including a failure of `command`) or prints no
 /// measurement.
 pub fn measure(config: Option<&Path>, command: &[OsString]) -> anyhow::Result<Measurement> {
-    let exe = std::env::current_exe().context("while finding the kiln executable")?;
+    let exe = std::env::current_exe().context("while finding the kiln-bench executable")?;
     let mut cmd = Command::new(exe);
     if let Some(config) = config {
         cmd.arg("--config").arg(config);
     }
     let output = cmd
-        .args(["bench", "measure", "--"])
+        .args(["measure", "--"])
         .args(command)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
-        .context("while spawning kiln bench measure")?;
+        .context("while spawning kiln-bench measure")?;
     let shown = || {
         command
             .iter()

@@ -1,74 +1,29 @@
-//! The report of `kiln bench images`: the machine, then one table as aligned text or as
-//! markdown, then the thumb-only throughput line.
+//! The report of `kiln-bench images`: the machine, then one table as aligned text or as
+//! markdown, then the thumb-only throughput line. Formatting only: it reads the results
+//! ([`super::model`]) and knows nothing of how they were measured.
 
 use std::time::Duration;
 
 use kiln_shared::domain::{Fit, Rendition};
 
-use super::images::ImageResult;
-use super::table;
+use super::model::ImageResult;
 use super::throughput::Throughput;
+use crate::machine::Machine;
+use crate::table;
 
-/// First line of the markdown block; `scripts/bench-images` replaces the block in
-/// `docs/benchmarks.md` from this line to [`MARKDOWN_END`].
+/// First line of the markdown block; `scripts/bench-images` (`scripts/doc-block`) replaces the
+/// block in `docs/benchmarks.md` from this line to [`MARKDOWN_END`]. The marker keeps its
+/// historical `kiln bench` wording, which both of them match.
 pub const MARKDOWN_BEGIN: &str = "<!-- kiln bench images: begin (generated, do not edit) -->";
 /// Last line of the markdown block.
 pub const MARKDOWN_END: &str = "<!-- kiln bench images: end -->";
 
-/// The machine the benchmark ran on, from `/proc` and the environment.
-#[derive(Debug, Clone)]
-pub struct Machine {
-    /// Logical CPUs available to this process (what `nproc` prints).
-    pub cpus: usize,
-    /// `model name` of the first CPU in `/proc/cpuinfo`.
-    pub cpu_model: String,
-    /// `MemTotal` from `/proc/meminfo`, in KiB.
-    pub mem_kib: u64,
-    /// Kernel release.
-    pub kernel: String,
-    /// The 1, 5 and 15 minute load averages when the run started (other work on the machine).
-    pub load: String,
-    /// `vipsthumbnail --version`.
-    pub vips: String,
-    /// `VIPS_CONCURRENCY` if set (libvips' thread pool size; else libvips uses one per CPU).
-    pub vips_concurrency: Option<String>,
-}
-
-impl Machine {
-    /// Reads what `/proc` says about this machine; unknown fields read `?`.
-    pub fn read(vips: String) -> Self {
-        let proc = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
-        let field = |text: &str, key: &str| {
-            text.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_owned())
-        };
-        let mem_kib = field(&proc("/proc/meminfo"), "MemTotal")
-            .and_then(|v| v.trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0);
-        Self {
-            cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
-            cpu_model: field(&proc("/proc/cpuinfo"), "model name").unwrap_or_else(|| "?".into()),
-            mem_kib,
-            kernel: proc("/proc/sys/kernel/osrelease").trim().to_owned(),
-            load: proc("/proc/loadavg")
-                .split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" "),
-            vips,
-            vips_concurrency: std::env::var("VIPS_CONCURRENCY").ok(),
-        }
-    }
-}
-
-/// Everything `kiln bench images` prints.
+/// Everything `kiln-bench images` prints.
 #[derive(Debug, Clone)]
 pub struct Report {
     /// Where it ran.
     pub machine: Machine,
-    /// The command line, starting with `kiln`.
+    /// The command line, starting with `kiln-bench`.
     pub command: String,
     /// The renditions both tools made.
     pub renditions: Vec<Rendition>,
@@ -234,7 +189,7 @@ impl Report {
             format!("Renditions: {} (worker.renditions)", self.renditions_line()),
             format!(
                 "Times are medians of {} runs per image and tool after one warm-up run; each run \
-                 is whole processes (Kiln: one `kiln bench render-one`; vips: one `vipsthumbnail` \
+                 is whole processes (Kiln: one `kiln-bench render-one`; vips: one `vipsthumbnail` \
                  per rendition, summed, each decoding the file). Peak RSS is the largest over the runs and processes; the \
                  least a measured process can show (`true`) is {} MiB.",
                 self.repeat,

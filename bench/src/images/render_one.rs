@@ -1,5 +1,5 @@
-//! `kiln bench render-one FILE [--out DIR]`: one run of Kiln's pipeline in a fresh process, the
-//! unit that `kiln bench images` times against one `vipsthumbnail` run per rendition.
+//! `kiln-bench render-one FILE [--out DIR]`: one run of Kiln's pipeline in a fresh process, the
+//! unit that `kiln-bench images` times against one `vipsthumbnail` run per rendition.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -9,7 +9,7 @@ use kiln_shared::Settings;
 use kiln_worker::imaging::{self, Limits};
 use serde::{Deserialize, Serialize};
 
-/// Arguments of the hidden `kiln bench render-one`.
+/// Arguments of the hidden `kiln-bench render-one`.
 #[derive(Debug, clap::Args)]
 pub struct RenderOneArgs {
     /// The image.
