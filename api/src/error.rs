@@ -1,7 +1,11 @@
 //! `ApiError`: every failure an endpoint can return. Its stable code, HTTP status and client
 //! message come from the one taxonomy table ([`ErrorCode::spec`]); bodies are
-//! `{"error": {"code": "…", "message": "…"}}` ([`ErrorBody`]). Internal causes (S3 operations,
-//! keys, SQL) are logged with the request's span, never sent to the client.
+//! `{"error": {"code": "…", "message": "…"}}` ([`ErrorBody`]).
+//!
+//! The message rule: a 4xx is about the client's own request, so its message is the failure's
+//! text (the field and rule broken, the declared and stored sizes, the path); a 5xx message is
+//! the code's fixed one. Internal causes (S3 operations, keys, SQL) are logged with the
+//! request's span, never sent to the client.
 
 use axum::Json;
 use axum::http::{Method, StatusCode};
@@ -44,42 +48,51 @@ pub enum ApiError {
         /// Request path.
         path: String,
     },
-    /// 400 `invalid_request`: a malformed body or parameter (the message names the field).
-    #[error("{0}")]
-    InvalidRequest(String),
-    /// 413 `upload_too_large`: `byte_size` over `api.max_upload_bytes`.
-    #[error("byte_size {size} is over the {max}-byte limit")]
-    TooLarge {
-        /// Declared size, in bytes.
-        size: u64,
-        /// Limit, in bytes.
-        max: u64,
-    },
-    /// 415 `unsupported_content_type`: the declared content type is not accepted.
-    #[error("content type {0:?} is not accepted")]
-    UnsupportedContentType(String),
-    /// 409 `object_missing`: complete was called before the object reached the temp key.
-    #[error("no object has been uploaded for this upload yet")]
-    ObjectMissing,
-    /// 422 `size_mismatch`: the stored object's size differs from the declared one.
-    #[error("uploaded {actual} bytes but declared {declared}")]
-    SizeMismatch {
-        /// Declared size, in bytes.
-        declared: u64,
-        /// Stored size, in bytes.
-        actual: u64,
-    },
-    /// S3 failed: 503 `storage_unavailable`, 502 `storage_rejected` or 500 `internal` (a
-    /// presign or request-building fault), per [`StorageError`]'s code.
+    /// 400 `invalid_request`, 413 `upload_too_large` or 415 `unsupported_content_type`: the
+    /// request broke a constraint the OpenAPI document declares.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// A lifecycle call failed: 404 `not_found`, 409 `object_missing`, 422 `size_mismatch`, or
+    /// a dependency's code.
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    /// S3 failed on a read path (download URLs): 503 `storage_unavailable`, 502
+    /// `storage_rejected` or 500 `internal`, per [`StorageError`]'s code.
     #[error("object storage failed: {0}")]
-    Storage(#[source] StorageError),
-    /// Postgres failed: 503 `database_unavailable`, or 500 `internal` for a corrupt row or a
-    /// rejected statement.
+    Storage(#[from] StorageError),
+    /// Postgres failed on a read path: 503 `database_unavailable`, or 500 `internal` for a
+    /// corrupt row or a rejected statement.
     #[error("the database failed: {0}")]
-    Database(#[source] DbError),
-    /// 503 `queue_unavailable`.
+    Database(#[from] DbError),
+    /// Redis failed on a read path: 503 `queue_unavailable`.
     #[error("the job queue failed: {0}")]
-    Queue(#[source] QueueError),
+    Queue(#[from] QueueError),
+}
+
+impl ApiError {
+    /// 400 `invalid_request` with `message` (which names the field and the rule).
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::Rejected(Rejection::invalid(message))
+    }
+
+    /// Status and stable code, both from the taxonomy table.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        let code = self.code();
+        let status =
+            StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, code.as_str())
+    }
+
+    /// The message the client sees: the failure's own text for a 4xx, the code's fixed message
+    /// for a 5xx.
+    pub fn client_message(&self) -> String {
+        let code = self.code();
+        if code.http_status() >= 500 {
+            code.client_message().to_owned()
+        } else {
+            self.to_string()
+        }
+    }
 }
 
 impl Classify for ApiError {
@@ -90,79 +103,12 @@ impl Classify for ApiError {
             Self::NotFound => ErrorCode::NotFound,
             Self::RouteNotFound { .. } => ErrorCode::RouteNotFound,
             Self::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
-            Self::InvalidRequest(_) => ErrorCode::InvalidRequest,
-            Self::TooLarge { .. } => ErrorCode::UploadTooLarge,
-            Self::UnsupportedContentType(_) => ErrorCode::UnsupportedContentType,
-            Self::ObjectMissing => ErrorCode::ObjectMissing,
-            Self::SizeMismatch { .. } => ErrorCode::SizeMismatch,
+            Self::Rejected(e) => e.code(),
+            Self::Lifecycle(e) => e.code(),
             Self::Storage(e) => e.code(),
             Self::Database(e) => e.code(),
             Self::Queue(e) => e.code(),
         }
-    }
-}
-
-impl ApiError {
-    /// Status and stable code, both from the taxonomy table.
-    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
-        let code = self.code();
-        let status =
-            StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, code.as_str())
-    }
-
-    /// The message the client sees: the failure's own text where it is about the client's
-    /// request (a field, a size, a path), the code's fixed message where the cause is internal.
-    pub fn client_message(&self) -> String {
-        match self {
-            Self::Storage(_) | Self::Database(_) | Self::Queue(_) => {
-                self.code().client_message().to_owned()
-            }
-            other => other.to_string(),
-        }
-    }
-}
-
-impl From<LifecycleError> for ApiError {
-    fn from(e: LifecycleError) -> Self {
-        match e {
-            LifecycleError::NotFound => Self::NotFound,
-            LifecycleError::ObjectMissing => Self::ObjectMissing,
-            LifecycleError::SizeMismatch { declared, actual } => {
-                Self::SizeMismatch { declared, actual }
-            }
-            LifecycleError::Db(e) => Self::Database(e),
-            LifecycleError::Storage(e) => Self::Storage(e),
-            LifecycleError::Queue(e) => Self::Queue(e),
-        }
-    }
-}
-
-impl From<Rejection> for ApiError {
-    fn from(e: Rejection) -> Self {
-        match e {
-            Rejection::Invalid(message) => Self::InvalidRequest(message),
-            Rejection::TooLarge { size, max } => Self::TooLarge { size, max },
-            Rejection::UnsupportedContentType(t) => Self::UnsupportedContentType(t),
-        }
-    }
-}
-
-impl From<StorageError> for ApiError {
-    fn from(e: StorageError) -> Self {
-        Self::Storage(e)
-    }
-}
-
-impl From<DbError> for ApiError {
-    fn from(e: DbError) -> Self {
-        Self::Database(e)
-    }
-}
-
-impl From<QueueError> for ApiError {
-    fn from(e: QueueError) -> Self {
-        Self::Queue(e)
     }
 }
 

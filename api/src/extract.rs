@@ -1,4 +1,4 @@
-//! `Json`, `Path` and `Query` extractors that reject with [`ApiError::InvalidRequest`] (400
+//! `Json`, `Path` and `Query` extractors that reject with [`ApiError::invalid`] (400
 //! `invalid_request`, the usual `{"error": …}` body) instead of axum's plain-text rejections,
 //! so every error an endpoint returns has the one documented shape. Bodies must be JSON
 //! objects, as every request schema says ([`JsonObject`]).
@@ -30,7 +30,7 @@ where
         axum::Json::<JsonObject<T>>::from_request(req, state)
             .await
             .map(|axum::Json(JsonObject(value))| Self(value))
-            .map_err(|rejection| ApiError::InvalidRequest(rejection.body_text()))
+            .map_err(|rejection| ApiError::invalid(rejection.body_text()))
     }
 }
 
@@ -55,7 +55,7 @@ where
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(value)| Self(value))
-            .map_err(|rejection| ApiError::InvalidRequest(rejection.body_text()))
+            .map_err(|rejection| ApiError::invalid(rejection.body_text()))
     }
 }
 
@@ -74,6 +74,6 @@ where
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(value)| Self(value))
-            .map_err(|rejection| ApiError::InvalidRequest(rejection.body_text()))
+            .map_err(|rejection| ApiError::invalid(rejection.body_text()))
     }
 }

@@ -97,9 +97,7 @@ pub async fn replay(
                 .await?
         }
         _ => {
-            return Err(ApiError::InvalidRequest(
-                "give exactly one of ids and filter".into(),
-            ));
+            return Err(ApiError::invalid("give exactly one of ids and filter"));
         }
     };
     Ok(Json(report))

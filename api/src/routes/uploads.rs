@@ -238,11 +238,8 @@ fn encode_cursor(c: &Cursor) -> String {
 }
 
 fn decode_cursor(s: &str) -> Result<Cursor, ApiError> {
-    let bad = || {
-        ApiError::InvalidRequest(
-            "malformed cursor: pass the previous page's next_cursor unchanged".into(),
-        )
-    };
+    let bad =
+        || ApiError::invalid("malformed cursor: pass the previous page's next_cursor unchanged");
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(s)
         .map_err(|_| bad())?;
