@@ -83,7 +83,7 @@ impl Worker {
     /// in-flight jobs finish (up to `worker.shutdown_timeout_secs`) and returns.
     ///
     /// apalis ends a worker whose Redis connection drops, and its monitor then returns as if
-    /// all were well (`../shared/notes/apalis-redis-1.0.md`). So the monitor runs in a loop
+    /// all were well (`docs/dependencies.md`). So the monitor runs in a loop
     /// here: when it ends without a shutdown request, or Redis cannot be reached, the worker
     /// waits with exponential backoff (1 s doubling to 30 s) and starts again under a fresh
     /// worker name. It never spins and never returns while broken; only a shutdown request
