@@ -599,6 +599,17 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Waits (up to 30 s) until the ProcessUpload queue has nothing waiting or in flight. A row
+    /// turns `ready` or `failed` before its attempt is acked, so a test that kills a worker
+    /// process right after reading the row calls this first; otherwise the last job can stay
+    /// in flight with no other worker to recover it.
+    pub async fn wait_for_acks(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.queue.depth().await.unwrap().pending() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The RenderRenditions queue of this test (`{queue}:renditions`).
     pub async fn renditions_queue(&self) -> RenditionQueue {
         RenditionQueue::connect(&self.settings.redis)

@@ -411,12 +411,8 @@ async fn a_worker_process_fails_bombs_as_image_too_large_within_200_mb() {
     let rss = peak_rss_kib(worker.id().unwrap());
     println!("worker peak RSS {} MiB", rss / 1024);
     assert!(rss < 200 * 1024, "worker peak RSS {} MiB", rss / 1024);
-    // A row turns `failed` before its attempt is acked: let the worker ack the last one before
-    // killing it, or that job stays in flight with no other worker to recover it.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while app.queue.depth().await.unwrap().pending() > 0 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    // A row turns `failed` before its attempt is acked: let the worker ack the last one.
+    app.wait_for_acks().await;
     worker.kill().await.unwrap();
     std::fs::remove_dir_all(dir).unwrap();
     app.finish().await;

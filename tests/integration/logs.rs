@@ -49,6 +49,8 @@ async fn every_job_line_names_its_upload_job_and_attempt() {
     assert_eq!(upload.state, UploadState::Ready, "{upload:?}");
     let id = upload.id.to_string();
     let id = id.as_str();
+    // The row turns ready before the attempt is acked: let the worker ack it before the kill.
+    app.wait_for_acks().await;
     let lines = json_lines(worker).await;
 
     let job_lines: Vec<&Value> = lines
