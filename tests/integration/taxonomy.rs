@@ -213,6 +213,9 @@ async fn a_failed_upload_shows_its_code_and_no_s3_key_host_or_operation() {
         .unwrap()
         .unwrap();
     assert!(row.error_detail.unwrap().contains("GetObject"));
+    // The worker acks after its best-effort move of the original (which the outage refuses);
+    // only then does the sweeper move it, so the two never race.
+    app.wait_for_acks().await;
     proxy.faults.p503_permille.store(0, Ordering::Relaxed);
     app.sweep(|_| {}).await; // moves the original the outage kept under tmp/
     app.finish().await;
