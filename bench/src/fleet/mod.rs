@@ -42,14 +42,14 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use kiln_client::KilnClient;
 use kiln_shared::Settings;
-use kiln_shared::domain::OwnerId;
+use kiln_shared::domain::{OwnerId, UploadMethod};
 use reqwest::Client;
 use sqlx::PgPool;
 use tokio::process::Child;
 use uuid::Uuid;
 
-use self::client::{Api, Original};
 use self::cpu::CpuSample;
 use self::processes::{Process, Role};
 use self::report::{FleetRun, Percentiles, Report};
@@ -187,7 +187,7 @@ impl Fleet<'_> {
             "fleet run: {workers} worker process(es), queue {}",
             self.queue
         );
-        let client = Client::builder().timeout(Duration::from_secs(60)).build()?;
+        let http = Client::builder().timeout(Duration::from_secs(60)).build()?;
         let owner = OwnerId::parse("bench-fleet")?;
         let token = kiln_shared::auth::mint(
             &self.settings.auth.jwt_secret,
@@ -200,12 +200,8 @@ impl Fleet<'_> {
             addr,
         } = self.spawn(Role::Api, "api").await?;
         let base = format!("http://{addr}");
-        processes::wait_http(&client, &format!("{base}/readyz"), &mut api).await?;
-        let api_client = Api {
-            client: &client,
-            base,
-            token: &token,
-        };
+        processes::wait_http(&http, &format!("{base}/readyz"), &mut api).await?;
+        let api_client = KilnClient::with_http(http.clone(), &base, &token);
 
         let warmups = u32::from(workers) * 2;
         let unloaded = if baseline {
@@ -223,16 +219,16 @@ impl Fleet<'_> {
             let Process { mut child, addr } =
                 self.spawn(Role::Worker, &format!("worker{w}")).await?;
             let url = format!("http://{addr}/metrics");
-            processes::wait_http(&client, &url, &mut child).await?;
+            processes::wait_http(&http, &url, &mut child).await?;
             children.push(child);
         }
-        api_client.complete_all(warm_ids).await?;
+        client::complete_all(&api_client, warm_ids).await?;
         db::wait_final(self.pool, warm_ids, self.logs).await?;
 
         let pids = |c: &[Child]| c.iter().filter_map(Child::id).collect::<Vec<_>>();
         let api_pid = pids(std::slice::from_ref(&api));
         let before = CpuSample::take(&pids(&children), &api_pid)?;
-        api_client.complete_all(backlog_ids).await?;
+        client::complete_all(&api_client, backlog_ids).await?;
         db::wait_final(self.pool, backlog_ids, self.logs).await?;
         let after = CpuSample::take(&pids(&children), &api_pid)?;
         let times = db::times(self.pool, backlog_ids).await?;
@@ -246,7 +242,7 @@ impl Fleet<'_> {
             let mut ms = Vec::new();
             for id in unloaded_ids {
                 let one = std::slice::from_ref(id);
-                api_client.complete_all(one).await?;
+                client::complete_all(&api_client, one).await?;
                 db::wait_final(self.pool, one, self.logs).await?;
                 let t = db::times(self.pool, one).await?;
                 ms.extend(t.iter().map(|(c, r)| ms_between(*c, *r)));
@@ -268,19 +264,10 @@ impl Fleet<'_> {
     }
 
     /// Authorizes `n` uploads of the photo and sends each to S3.
-    async fn send(&self, api: &Api<'_>, n: u32) -> anyhow::Result<Vec<Uuid>> {
-        let filename = self
-            .args
-            .photo
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("photo.jpg");
-        let original = Original {
-            filename,
-            content_type: kiln_shared::domain::content_type::for_path(&self.args.photo),
-            bytes: self.bytes,
-        };
-        api.send_many(&original, n).await
+    async fn send(&self, api: &KilnClient, n: u32) -> anyhow::Result<Vec<Uuid>> {
+        let upload =
+            kiln_client::describe(&self.args.photo, self.bytes.len() as u64, UploadMethod::Put);
+        client::send_many(api, &upload, self.bytes, n).await
     }
 }
 
