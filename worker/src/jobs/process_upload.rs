@@ -158,14 +158,7 @@ pub async fn process(ctx: &JobContext, upload: &Upload) -> Result<Outcome, Failu
         return Err(Failure::new(ErrorCode::SizeMismatch, facts.clone()).with_facts(facts));
     }
 
-    let renditions = ctx.settings.worker.renditions.clone();
-    let limits = Limits::from_settings(&ctx.settings.worker);
-    let processed = runtime::blocking(move || imaging::process(&bytes, &renditions, &limits))
-        .await?
-        .map_err(|e| imaging_failure(&e))?;
-    ctx.stage("decode", processed.timings.decode);
-    ctx.stage("render", processed.timings.render);
-    ctx.stage("encode", processed.timings.encode);
+    let processed = run_pipeline(ctx, bytes, ctx.settings.worker.renditions.clone()).await?;
     ctx.metrics
         .processed_pixels
         .inc_by(u64::from(processed.metadata.width) * u64::from(processed.metadata.height));
@@ -207,6 +200,26 @@ pub async fn process(ctx: &JobContext, upload: &Upload) -> Result<Outcome, Failu
         tracing::warn!(error = %e, "could not delete temp object; the sweeper will");
     }
     Ok(Outcome::Succeeded)
+}
+
+/// Runs the image pipeline on `bytes` for `renditions` on a blocking thread (inside the job's
+/// span) with this worker's limits, and records its decode, render and encode stage times.
+///
+/// # Errors
+/// The imaging [`Failure`] (permanent), or `corrupt_image` when a decoder panics.
+pub(crate) async fn run_pipeline(
+    ctx: &JobContext,
+    bytes: bytes::Bytes,
+    renditions: Vec<kiln_shared::domain::Rendition>,
+) -> Result<imaging::Processed, Failure> {
+    let limits = Limits::from_settings(&ctx.settings.worker);
+    let processed = runtime::blocking(move || imaging::process(&bytes, &renditions, &limits))
+        .await?
+        .map_err(|e| imaging_failure(&e))?;
+    ctx.stage("decode", processed.timings.decode);
+    ctx.stage("render", processed.timings.render);
+    ctx.stage("encode", processed.timings.encode);
+    Ok(processed)
 }
 
 /// An imaging error as a [`Failure`]: its code, its message as detail, and, for a size limit,

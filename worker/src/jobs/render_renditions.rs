@@ -24,9 +24,8 @@ use kiln_shared::domain::{ErrorCode, Rendition, UploadState};
 use kiln_shared::lifecycle::Failure;
 use kiln_shared::queue::{Job, RenderRenditions, task_id};
 
-use super::process_upload::{imaging_failure, store_derivatives};
+use super::process_upload::{run_pipeline, store_derivatives};
 use super::runtime::{self, Decision, Ended, JobContext, Outcome};
-use crate::imaging::{self, Limits};
 
 /// apalis handler: one attempt, run by [`runtime::run`]. A permanent failure, or a transient
 /// one after `worker.max_attempts` attempts, ends the task in the dead set; a transient one
@@ -132,15 +131,7 @@ pub async fn render(ctx: &JobContext, job: &RenderRenditions) -> Result<Outcome,
         ));
     };
     ctx.stage("fetch", t.elapsed());
-    let bytes = object.bytes;
-    let limits = Limits::from_settings(&ctx.settings.worker);
-    let renditions = selected.clone();
-    let processed = runtime::blocking(move || imaging::process(&bytes, &renditions, &limits))
-        .await?
-        .map_err(|e| imaging_failure(&e))?;
-    ctx.stage("decode", processed.timings.decode);
-    ctx.stage("render", processed.timings.render);
-    ctx.stage("encode", processed.timings.encode);
+    let processed = run_pipeline(ctx, object.bytes, selected).await?;
 
     let t = Instant::now();
     let stored = store_derivatives(ctx, &upload, processed.derivatives).await?;
