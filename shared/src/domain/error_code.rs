@@ -102,19 +102,7 @@ impl ErrorCode {
 
     /// The codes an upload's processing can end with (a failed row, a dead job, the
     /// `kiln_upload_failures_total{code}` label): the first eleven of [`ErrorCode::ALL`].
-    pub const PROCESSING: [ErrorCode; 11] = [
-        Self::UnsupportedFormat,
-        Self::CorruptImage,
-        Self::ImageTooLarge,
-        Self::ObjectMissing,
-        Self::SizeMismatch,
-        Self::StorageUnavailable,
-        Self::StorageRejected,
-        Self::DatabaseUnavailable,
-        Self::QueueUnavailable,
-        Self::RetriesExhausted,
-        Self::Internal,
-    ];
+    pub const PROCESSING: &'static [ErrorCode] = Self::ALL.split_at(11).0;
 
     /// The code's row of the taxonomy: wire form, transience, HTTP status, client message.
     pub const fn spec(self) -> CodeSpec {

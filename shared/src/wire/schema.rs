@@ -33,7 +33,7 @@ const PROCESSING_CODE: &str = "Stable code an upload's processing ended with, on
 
 fn processing_codes() -> impl Iterator<Item = serde_json::Value> {
     ErrorCode::PROCESSING
-        .into_iter()
+        .iter()
         .map(|c| serde_json::Value::from(c.as_str()))
 }
 
