@@ -37,7 +37,8 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects to Postgres (lazily), Redis and S3 (no request yet) and binds `api.listen`.
+    /// Connects to the upload store (lazily), the queue and S3 (no request yet) and binds
+    /// `api.listen`.
     ///
     /// # Errors
     /// When the address cannot be bound, or the Redis or Postgres URL is malformed.
@@ -47,7 +48,7 @@ impl Application {
         let storage = Storage::new(&settings.storage);
         let lifecycle = Lifecycle::connect(settings.clone(), pool.clone(), storage.clone())
             .await
-            .context("while connecting to Redis")?;
+            .context("while connecting to the queue")?;
         let listener = TcpListener::bind(settings.api.listen)
             .await
             .with_context(|| format!("while binding {}", settings.api.listen))?;

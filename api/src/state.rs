@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use kiln_shared::Settings;
-use kiln_shared::db::PgPool;
+use kiln_shared::db::Db;
 use kiln_shared::lifecycle::Lifecycle;
 use kiln_shared::metrics::Metrics;
 use kiln_shared::storage::Storage;
@@ -18,7 +18,7 @@ pub struct AppState {
     /// The upload lifecycle: every state change and its queue work goes through it.
     pub lifecycle: Lifecycle,
     /// Postgres pool, for reads (the lifecycle's).
-    pub pool: PgPool,
+    pub pool: Db,
     /// S3 bucket client, for download URLs (the lifecycle's).
     pub storage: Storage,
     /// This process's metrics.

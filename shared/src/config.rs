@@ -5,18 +5,18 @@
 //! `KILN__API__LISTEN=127.0.0.1:8080`). `kiln.example.toml` at the repository root documents
 //! every key with its env var; [`Settings::to_env`] writes settings back as such variables.
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::time::Duration;
-
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
 
 use crate::domain::rendition::Rendition;
 
 mod env;
+pub mod standalone;
 
 /// Serialises a secret in clear. Settings are serialised only to seed figment's defaults layer
 /// and for [`Settings::to_env`]; `Debug` still redacts secrets, so logging them leaks nothing.

@@ -4,7 +4,7 @@
 //! A dead job is a failed upload (Postgres is the source of truth) plus the apalis task that
 //! ended in `{q}:dead`, whose id is derived from the upload's id and job generation.
 
-use sqlx::PgPool;
+use crate::db::Db;
 
 use crate::db::DbError;
 use crate::db::uploads::{self as db, FailedFilter};
@@ -44,7 +44,7 @@ pub enum DeadJobError {
 ///
 /// # Errors
 /// [`DeadJobError::Db`] on database failure.
-pub async fn list(pool: &PgPool, filter: &FailedFilter) -> Result<Vec<DeadJob>, DeadJobError> {
+pub async fn list(pool: &Db, filter: &FailedFilter) -> Result<Vec<DeadJob>, DeadJobError> {
     Ok(db::list_failed(pool, filter)
         .await?
         .into_iter()
@@ -56,7 +56,7 @@ pub async fn list(pool: &PgPool, filter: &FailedFilter) -> Result<Vec<DeadJob>, 
 ///
 /// # Errors
 /// [`DeadJobError::Db`] on database failure.
-pub async fn show(pool: &PgPool, id: UploadId) -> Result<Option<DeadJob>, DeadJobError> {
+pub async fn show(pool: &Db, id: UploadId) -> Result<Option<DeadJob>, DeadJobError> {
     Ok(db::get(pool, id)
         .await?
         .filter(|u| u.state == crate::domain::UploadState::Failed)

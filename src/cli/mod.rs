@@ -3,5 +3,7 @@
 pub mod jobs;
 pub mod renditions;
 pub mod serve;
+pub mod standalone;
 pub mod token;
+pub mod transfer;
 pub mod upload;

@@ -46,17 +46,25 @@ pub async fn worker(settings: Settings) -> anyhow::Result<()> {
 
 /// Prints `{prefix}{addr}` and a newline on stdout, flushed. A closed stdout is not an error:
 /// nobody wanted the line.
-fn announce(prefix: &str, addr: std::net::SocketAddr) {
+pub(crate) fn announce(prefix: &str, addr: std::net::SocketAddr) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{prefix}{addr}").and_then(|()| out.flush());
 }
 
-/// Applies migrations.
+/// Applies the upload store's migrations (and on SQLite the queue's).
 pub async fn migrate(settings: Settings) -> anyhow::Result<()> {
-    let pool = kiln_shared::db::connect(&settings.database)?;
-    kiln_shared::db::migrate(&pool)
+    let db = kiln_shared::db::connect(&settings.database)?;
+    kiln_shared::db::migrate(&db)
         .await
         .context("while migrating the database")?;
+    if let kiln_shared::db::Db::Sqlite(_) = db {
+        // The standalone queue has tables of its own; Redis has none.
+        let conn =
+            kiln_shared::queue::connect(&settings.redis, &db, &settings.database.url).await?;
+        kiln_shared::queue::migrate(&conn)
+            .await
+            .context("while migrating the queue")?;
+    }
     tracing::info!("migrations applied");
     Ok(())
 }

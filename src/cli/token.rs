@@ -29,3 +29,21 @@ pub fn run(settings: &Settings, args: &TokenArgs) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The owner `kiln upload --data-dir` uploads as.
+pub const LOCAL_OWNER: &str = "local";
+
+/// A token for owner [`LOCAL_OWNER`] (no admin scope), valid `auth.token_ttl_secs`.
+///
+/// # Errors
+/// When signing fails.
+pub fn mint_local(settings: &Settings) -> anyhow::Result<String> {
+    let owner = OwnerId::parse(LOCAL_OWNER)?;
+    let ttl = Duration::from_secs(settings.auth.token_ttl_secs);
+    Ok(kiln_shared::auth::mint(
+        &settings.auth.jwt_secret,
+        &owner,
+        false,
+        ttl,
+    )?)
+}

@@ -28,12 +28,13 @@ pub struct UploadArgs {
     /// `put` (presigned URL) or `post` (POST policy).
     #[arg(long, default_value = "put", value_parser = ["put", "post"])]
     method: String,
-    /// API base URL.
-    #[arg(long, env = "KILN_API", default_value = "http://127.0.0.1:8080")]
-    api: String,
-    /// Bearer token (see `kiln token`).
+    /// API base URL (default: the running `kiln serve` of `--data-dir`, else
+    /// `http://127.0.0.1:8080`).
+    #[arg(long, env = "KILN_API")]
+    api: Option<String>,
+    /// Bearer token (see `kiln token`; with `--data-dir`, one is minted for owner `local`).
     #[arg(long, env = "KILN_TOKEN", hide_env_values = true)]
-    token: String,
+    token: Option<String>,
     /// Seconds to wait for each upload to be processed.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
@@ -44,8 +45,22 @@ pub struct UploadArgs {
 
 /// Uploads every file and prints the results. Exits non-zero if any file could not be uploaded
 /// or did not reach a final state (`ready` or `failed`) in time; a `failed` upload is a result.
-pub async fn run(args: UploadArgs) -> anyhow::Result<()> {
-    let client = KilnClient::new(&args.api, &args.token)?;
+///
+/// `standalone` is the API URL and a token for the `kiln serve` of `--data-dir`, used where
+/// `--api` or `--token` is not given.
+pub async fn run(args: UploadArgs, standalone: Option<(String, String)>) -> anyhow::Result<()> {
+    let (default_api, default_token) = standalone.unzip();
+    let api = args
+        .api
+        .clone()
+        .or(default_api)
+        .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+    let token = args
+        .token
+        .clone()
+        .or(default_token)
+        .context("pass --token (or KILN_TOKEN), or --data-dir of a running `kiln serve`")?;
+    let client = KilnClient::new(&api, &token)?;
     let method = UploadMethod::try_from(args.method.clone()).map_err(anyhow::Error::msg)?;
     let bars = MultiProgress::new();
     let results: Vec<Outcome> = futures::stream::iter(args.files.iter())

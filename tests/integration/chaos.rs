@@ -145,7 +145,7 @@ async fn chaos_loses_nothing_and_duplicates_nothing() {
         let open: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM uploads WHERE state NOT IN ('ready', 'failed')",
         )
-        .fetch_one(&app.pool)
+        .fetch_one(app.pool())
         .await
         .unwrap();
         if open == 0 {
@@ -164,7 +164,7 @@ async fn chaos_loses_nothing_and_duplicates_nothing() {
     let mut retries = 0i64;
     let mut reexecuted = 0;
     for (id, file) in &ids {
-        let u = kiln_shared::db::uploads::get(&app.pool, id.parse().unwrap())
+        let u = kiln_shared::db::uploads::get(&app.db, id.parse().unwrap())
             .await
             .unwrap()
             .unwrap();
@@ -195,7 +195,7 @@ async fn chaos_loses_nothing_and_duplicates_nothing() {
     }
     let derivative_rows: Vec<(uuid::Uuid, i64)> =
         sqlx::query_as("SELECT upload_id, count(*) FROM derivatives GROUP BY upload_id")
-            .fetch_all(&app.pool)
+            .fetch_all(app.pool())
             .await
             .unwrap();
     let duplicated = derivative_rows.iter().filter(|(_, n)| *n != 2).count();
@@ -211,12 +211,12 @@ async fn chaos_loses_nothing_and_duplicates_nothing() {
         .collect();
     let mut expected: BTreeSet<String> = BTreeSet::new();
     let keys: Vec<(Option<String>,)> = sqlx::query_as("SELECT final_key FROM uploads")
-        .fetch_all(&app.pool)
+        .fetch_all(app.pool())
         .await
         .unwrap();
     expected.extend(keys.into_iter().filter_map(|(k,)| k));
     let dkeys: Vec<(String,)> = sqlx::query_as("SELECT object_key FROM derivatives")
-        .fetch_all(&app.pool)
+        .fetch_all(app.pool())
         .await
         .unwrap();
     expected.extend(dkeys.into_iter().map(|(k,)| k));

@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 use std::collections::BTreeMap;
 
 use kiln_shared::Settings;
-use kiln_shared::db::PgPool;
+use kiln_shared::db::{Db, PgPool};
 use kiln_shared::domain::{OwnerId, UploadMethod, UploadState};
 use kiln_shared::queue::{JobQueue, RenditionQueue};
 use kiln_shared::storage::Storage;
 use kiln_shared::wire::{CreateUpload, UploadAuthorization, UploadView};
 use reqwest::{Client, Response, StatusCode};
+use secrecy::ExposeSecret as _;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
@@ -88,8 +89,11 @@ pub struct TestApp {
     pub client: Client,
     /// The settings both processes run with.
     pub settings: Settings,
-    /// This test's database.
-    pub pool: PgPool,
+    /// This test's Postgres database, for raw SQL ([`TestApp::pool`]); `None` on the standalone
+    /// backend.
+    pg: Option<PgPool>,
+    /// This test's upload store (Postgres, or SQLite on the standalone backend).
+    pub db: Db,
     /// The bucket, with this test's key prefix.
     pub storage: Storage,
     /// This test's queue.
@@ -99,6 +103,8 @@ pub struct TestApp {
     /// Bearer token for `owner`.
     pub token: String,
     db_name: String,
+    /// The data directory, on the standalone backend.
+    data_dir: Option<PathBuf>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     worker: Option<InProcessWorker>,
@@ -135,23 +141,57 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(TestOptions::default()).await
 }
 
+/// Whether the tests run on the standalone backend (`KILN_TEST_BACKEND=standalone`: SQLite,
+/// apalis-sqlite and the embedded S3 endpoint) instead of the fleet's Postgres, Redis and S3.
+pub fn standalone_backend() -> bool {
+    std::env::var("KILN_TEST_BACKEND").as_deref() == Ok("standalone")
+}
+
 /// Spawns an API (port 0) and, unless disabled, a worker, on a fresh database, queue and key
-/// prefix.
+/// prefix: on the fleet's services, or with [`standalone_backend`] on a fresh standalone data
+/// directory served by an in-process embedded S3 endpoint.
 pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
-    let mut settings = base_settings();
+    let standalone = standalone_backend();
+    let mut settings = if standalone {
+        Settings::load(None).expect("settings")
+    } else {
+        base_settings()
+    };
     settings.telemetry.filter = "warn".into();
     kiln_shared::telemetry::init(&settings.telemetry);
 
     let db_name = unique("kiln_test_");
-    let admin = sqlx::PgPool::connect(&with_database(&settings.database.url, "postgres"))
+    let (stop, rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let data_dir = if standalone {
+        let dir = std::env::temp_dir().join(&db_name);
+        let data = kiln_shared::config::standalone::DataDir::new(&dir);
+        let secrets = data.secrets_or_create().expect("standalone secrets");
+        let s3 = kiln_shared::storage::embedded::EmbeddedS3::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            &data.objects(),
+            &secrets.s3_access_key_id,
+            secrets.s3_secret_access_key.expose_secret(),
+            settings.api.max_upload_bytes,
+        )
         .await
-        .expect("connect to postgres");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
-        .execute(&admin)
-        .await
-        .expect("create test database");
-    admin.close().await;
-    settings.database.url = with_database(&settings.database.url, &db_name);
+        .expect("embedded S3");
+        let url = format!("http://{}", s3.local_addr());
+        tasks.push(tokio::spawn(s3.run_until_stopped(rx.clone())));
+        settings = data.apply(settings, &secrets, &url);
+        Some(dir)
+    } else {
+        let admin = sqlx::PgPool::connect(&with_database(&settings.database.url, "postgres"))
+            .await
+            .expect("connect to postgres");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
+            .execute(&admin)
+            .await
+            .expect("create test database");
+        admin.close().await;
+        settings.database.url = with_database(&settings.database.url, &db_name);
+        None
+    };
     settings.database.max_connections = 5;
     settings.redis.queue = unique("kiln-test-");
     settings.redis.poll_interval_ms = 100;
@@ -174,12 +214,20 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
     }
     settings.validate().expect("test settings are valid");
 
-    let pool = kiln_shared::db::connect(&settings.database).unwrap();
-    kiln_shared::db::migrate(&pool)
+    let db = kiln_shared::db::connect(&settings.database).unwrap();
+    kiln_shared::db::migrate(&db)
         .await
         .expect("migrate test database");
+    if standalone {
+        let conn = kiln_shared::queue::connect(&settings.redis, &db, &settings.database.url)
+            .await
+            .unwrap();
+        kiln_shared::queue::migrate(&conn)
+            .await
+            .expect("migrate the queue");
+    }
+    let pg = db.as_postgres().cloned();
 
-    let (stop, rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
@@ -189,10 +237,10 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
     let address = format!("http://127.0.0.1:{}", app.port());
     let storage = app.state().storage.clone();
     let queue = app.state().lifecycle.queue().clone();
-    let tasks = vec![tokio::spawn({
+    tasks.push(tokio::spawn({
         let fut = stopped(rx.clone());
         async move { app.run_until_stopped(fut).await.expect("api failed") }
-    })];
+    }));
     let owner = OwnerId::parse(&unique("owner-")).unwrap();
     let token = token_for(&settings, &owner, false);
     let mut app = TestApp {
@@ -202,12 +250,14 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
             .build()
             .unwrap(),
         settings,
-        pool,
+        pg,
+        db,
         storage,
         queue,
         owner,
         token,
         db_name,
+        data_dir,
         stop,
         tasks,
         worker: None,
@@ -310,6 +360,16 @@ pub async fn reported_addr(child: &mut tokio::process::Child, prefix: &str) -> S
 }
 
 impl TestApp {
+    /// This test's Postgres database, for raw SQL.
+    ///
+    /// # Panics
+    /// On the standalone backend (such tests are fleet-only).
+    pub fn pool(&self) -> &PgPool {
+        self.pg
+            .as_ref()
+            .expect("raw SQL needs the fleet backend (Postgres)")
+    }
+
     /// Starts a worker with the app's settings (for tests spawned with `no_worker`).
     pub fn start_worker(&mut self) {
         self.start_worker_with(self.settings.clone());
@@ -369,7 +429,7 @@ impl TestApp {
         let settings = std::sync::Arc::new(settings);
         let lifecycle = kiln_shared::lifecycle::Lifecycle::connect(
             settings.clone(),
-            self.pool.clone(),
+            self.db.clone(),
             self.storage.clone(),
         )
         .await
@@ -391,7 +451,10 @@ impl TestApp {
     }
 
     async fn delete_queue_keys(&self) -> redis::RedisResult<()> {
-        let mut conn = self.queue.connection();
+        let mut conn = self
+            .queue
+            .redis_connection()
+            .expect("the fleet's Redis queue");
         let keys: Vec<String> = redis::cmd("KEYS")
             .arg(format!("{}*", self.settings.redis.queue))
             .query_async(&mut conn)
@@ -454,34 +517,7 @@ impl TestApp {
         content_type: &str,
         tamper: impl FnOnce(&mut BTreeMap<String, String>),
     ) -> StatusCode {
-        let url = auth.url.as_str();
-        let resp = if auth.method == UploadMethod::Post {
-            let mut fields = auth.fields.clone().unwrap();
-            tamper(&mut fields);
-            let mut form = reqwest::multipart::Form::new();
-            for (k, v) in fields {
-                form = form.text(k, v);
-            }
-            let part = reqwest::multipart::Part::bytes(bytes)
-                .file_name("f")
-                .mime_str(content_type)
-                .unwrap();
-            self.client
-                .post(url)
-                .multipart(form.part("file", part))
-                .send()
-                .await
-                .unwrap()
-        } else {
-            let mut req = self.client.put(url);
-            for (k, v) in auth.headers.as_ref().unwrap() {
-                if k != "content-length" {
-                    req = req.header(k, v);
-                }
-            }
-            req.body(bytes).send().await.unwrap()
-        };
-        resp.status()
+        send_to_s3(&self.client, auth, bytes, content_type, tamper).await
     }
 
     /// `POST /v1/uploads/{id}/complete` with `token`.
@@ -612,9 +648,14 @@ impl TestApp {
 
     /// The RenderRenditions queue of this test (`{queue}:renditions`).
     pub async fn renditions_queue(&self) -> RenditionQueue {
-        RenditionQueue::connect(&self.settings.redis)
-            .await
-            .expect("connect to the renditions queue")
+        let conn = kiln_shared::queue::connect(
+            &self.settings.redis,
+            &self.db,
+            &self.settings.database.url,
+        )
+        .await
+        .expect("connect to the renditions queue");
+        RenditionQueue::on(&conn, &self.settings.redis)
     }
 
     /// Asserts no leftovers (no queued, scheduled or in-flight job in either queue; no object
@@ -646,7 +687,13 @@ impl TestApp {
         for t in self.tasks.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
         }
-        self.pool.close().await;
+        if let Some(dir) = self.data_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+            return;
+        }
+        if let Some(pool) = &self.pg {
+            pool.close().await;
+        }
         let admin = sqlx::PgPool::connect(&with_database(&self.settings.database.url, "postgres"))
             .await
             .unwrap();
@@ -666,7 +713,10 @@ impl TestApp {
             let _ = self.storage.delete(&key).await;
         }
         let _ = self.delete_queue_keys().await;
-        let mut conn = self.queue.connection();
+        let mut conn = self
+            .queue
+            .redis_connection()
+            .expect("the fleet's Redis queue");
         let _: Result<(), _> = redis::cmd("ZREM")
             .arg("core:apalis:queues:list")
             .arg(format!("{}:workers", self.settings.redis.queue))
@@ -685,4 +735,44 @@ impl Drop for TestApp {
             panic!("a TestApp must end with `app.finish().await` (it checks for leftovers)");
         }
     }
+}
+
+/// Sends `bytes` to S3 as `auth` says, over plain HTTP with `client` (a presigned PUT with the
+/// signed headers but `content-length`, which reqwest sets from the body; or a POST policy form
+/// whose fields `tamper` may change first). Returns S3's status.
+pub async fn send_to_s3(
+    client: &Client,
+    auth: &UploadAuthorization,
+    bytes: Vec<u8>,
+    content_type: &str,
+    tamper: impl FnOnce(&mut BTreeMap<String, String>),
+) -> StatusCode {
+    let url = auth.url.as_str();
+    let resp = if auth.method == UploadMethod::Post {
+        let mut fields = auth.fields.clone().unwrap();
+        tamper(&mut fields);
+        let mut form = reqwest::multipart::Form::new();
+        for (k, v) in fields {
+            form = form.text(k, v);
+        }
+        let part = reqwest::multipart::Part::bytes(bytes)
+            .file_name("f")
+            .mime_str(content_type)
+            .unwrap();
+        client
+            .post(url)
+            .multipart(form.part("file", part))
+            .send()
+            .await
+            .unwrap()
+    } else {
+        let mut req = client.put(url);
+        for (k, v) in auth.headers.as_ref().unwrap() {
+            if k != "content-length" {
+                req = req.header(k, v);
+            }
+        }
+        req.body(bytes).send().await.unwrap()
+    };
+    resp.status()
 }

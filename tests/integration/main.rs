@@ -18,5 +18,6 @@ mod recovery;
 mod renditions;
 mod replay;
 mod schemathesis;
+mod standalone;
 mod sweeper;
 mod taxonomy;

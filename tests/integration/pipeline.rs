@@ -68,7 +68,7 @@ async fn every_fixture_processes_through_put_and_post() {
             }
             // The original sits at its final key with the file's hash; the temp key is gone.
             let bytes = std::fs::read(&file).unwrap();
-            let row = kiln_shared::db::uploads::get(&app.pool, id)
+            let row = kiln_shared::db::uploads::get(&app.db, id)
                 .await
                 .unwrap()
                 .unwrap();
@@ -190,7 +190,7 @@ async fn broken_files_fail_cleanly_after_one_attempt() {
             assert!(!error.message.is_empty());
             assert_eq!(upload.attempts, 1, "{name}: retried");
             // Nothing is lost: the original moved from tmp/ to its final key.
-            let row = kiln_shared::db::uploads::get(&app.pool, upload.id)
+            let row = kiln_shared::db::uploads::get(&app.db, upload.id)
                 .await
                 .unwrap()
                 .unwrap();

@@ -13,7 +13,7 @@ use crate::faults::FaultProxy;
 use crate::helpers::{TestApp, TestOptions, photos, spawn_app_with, spawn_worker_process};
 
 async fn state_of(app: &TestApp, id: &str) -> (String, i32) {
-    let u = kiln_shared::db::uploads::get(&app.pool, id.parse().unwrap())
+    let u = kiln_shared::db::uploads::get(&app.db, id.parse().unwrap())
         .await
         .unwrap()
         .unwrap();
@@ -92,7 +92,7 @@ async fn a_worker_sigkilled_mid_job_has_its_job_finished_by_another() {
     // Claimed twice, committed once: exactly one set of derivatives.
     assert_eq!(done.attempts, 2);
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM derivatives")
-        .fetch_one(&app.pool)
+        .fetch_one(app.pool())
         .await
         .unwrap();
     assert_eq!(n, 2);

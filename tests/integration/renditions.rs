@@ -43,12 +43,12 @@ struct Snapshot {
 }
 
 async fn snapshot(app: &TestApp, id: UploadId) -> Snapshot {
-    let upload = db::get(&app.pool, id).await.unwrap().expect("upload row");
+    let upload = db::get(&app.db, id).await.unwrap().expect("upload row");
     let original = stamp(app, upload.final_key.as_deref().expect("final key")).await;
     let mut derivatives = BTreeMap::new();
     let mut stamps = BTreeMap::new();
     let mut bytes = BTreeMap::new();
-    for d in db::derivatives(&app.pool, id).await.unwrap() {
+    for d in db::derivatives(&app.db, id).await.unwrap() {
         stamps.insert(d.rendition.clone(), stamp(app, &d.object_key).await);
         bytes.insert(
             d.rendition.clone(),
@@ -75,7 +75,7 @@ async fn run(
     settings: &Settings,
     opts: RegenerateOptions,
 ) -> Result<RegenerateReport, RegenerateError> {
-    regenerate::regenerate(&app.pool, queue, &settings.worker.renditions, &opts).await
+    regenerate::regenerate(&app.db, queue, &settings.worker.renditions, &opts).await
 }
 
 fn stale_only(dry_run: bool) -> RegenerateOptions {
@@ -119,7 +119,7 @@ async fn changing_one_recipe_re_renders_exactly_that_rendition_of_every_ready_up
     let bad = app.upload_file(&photos("bad")[1], "put").await;
     assert_eq!(bad.state, UploadState::Failed);
     let bad_id: UploadId = bad.id;
-    let bad_before = db::get(&app.pool, bad_id).await.unwrap().unwrap();
+    let bad_before = db::get(&app.db, bad_id).await.unwrap().unwrap();
 
     let mut before = Vec::new();
     for &id in &ids {
@@ -260,9 +260,9 @@ async fn changing_one_recipe_re_renders_exactly_that_rendition_of_every_ready_up
         let img = image::load_from_memory(&new.bytes["preview"]).expect("preview decodes");
         assert_eq!((img.width(), img.height()), (p_new.width, p_new.height));
     }
-    let bad_after = db::get(&app.pool, bad_id).await.unwrap().unwrap();
+    let bad_after = db::get(&app.db, bad_id).await.unwrap().unwrap();
     assert_eq!(row(&bad_after), row(&bad_before));
-    assert!(db::derivatives(&app.pool, bad_id).await.unwrap().is_empty());
+    assert!(db::derivatives(&app.db, bad_id).await.unwrap().is_empty());
 
     // Nothing is stale any more.
     let again = run(&app, &queue, &changed, stale_only(false))

@@ -28,12 +28,12 @@ async fn after_the_queue_is_lost_the_sweeper_brings_every_upload_home() {
     let processing_id: UploadId = processing.parse().unwrap();
     sqlx::query("UPDATE uploads SET state = 'processing', attempts = 1, updated_at = now() - interval '1 hour' WHERE id = $1")
         .bind(processing_id.0)
-        .execute(&app.pool)
+        .execute(app.pool())
         .await
         .unwrap();
     let abandoned = app.send_file(&cameras[3], "put").await.id.to_string();
     sqlx::query("UPDATE uploads SET expires_at = now() - interval '1 hour'")
-        .execute(&app.pool)
+        .execute(app.pool())
         .await
         .ok();
     let orphan = format!(

@@ -208,7 +208,7 @@ async fn a_failed_upload_shows_its_code_and_no_s3_key_host_or_operation() {
     }
     assert!(message.contains("storage_unavailable"), "{message:?}");
     // The detail is kept for operators.
-    let row = kiln_shared::db::uploads::get(&app.pool, id.parse().unwrap())
+    let row = kiln_shared::db::uploads::get(&app.db, id.parse().unwrap())
         .await
         .unwrap()
         .unwrap();
@@ -232,7 +232,7 @@ async fn a_row_the_worker_cannot_read_fails_once_as_internal_instead_of_retrying
     // A value this build does not know, as a newer schema would write it.
     sqlx::query("UPDATE uploads SET error_code = 'from_a_newer_kiln' WHERE id = $1::uuid")
         .bind(&id)
-        .execute(&app.pool)
+        .execute(app.pool())
         .await
         .unwrap();
     app.start_worker();
@@ -241,7 +241,7 @@ async fn a_row_the_worker_cannot_read_fails_once_as_internal_instead_of_retrying
         let r: (String, Option<String>, i32) =
             sqlx::query_as("SELECT state, error_code, attempts FROM uploads WHERE id = $1::uuid")
                 .bind(&id)
-                .fetch_one(&app.pool)
+                .fetch_one(app.pool())
                 .await
                 .unwrap();
         if r.0 == "failed" {

@@ -16,10 +16,11 @@ use anyhow::Context;
 use apalis::prelude::*;
 use apalis_redis::RedisStorage;
 use kiln_shared::Settings;
-use kiln_shared::db::PgPool;
+use kiln_shared::db::Db;
 use kiln_shared::lifecycle::Lifecycle;
 use kiln_shared::metrics::{self, Metrics};
-use kiln_shared::queue::{self, ProcessUpload, RenderRenditions};
+use kiln_shared::queue::sqlite::SqliteQueue;
+use kiln_shared::queue::{self, ProcessUpload, QueueConnection, RenderRenditions};
 use kiln_shared::storage::Storage;
 use tokio::sync::watch;
 
@@ -41,7 +42,7 @@ pub const METRICS_ADDR_LINE: &str = "KILN_WORKER_METRICS_ADDR=";
 /// port 0 the system picks a free port; [`Worker::metrics_addr`] says which.
 pub struct Worker {
     settings: Arc<Settings>,
-    pool: PgPool,
+    pool: Db,
     storage: Storage,
     metrics: Arc<Metrics>,
     listener: tokio::net::TcpListener,
@@ -157,37 +158,63 @@ pub async fn run(
         .await
 }
 
-/// Connects to Redis and runs one apalis monitor until shutdown or a worker failure. Starts the
-/// sweeper the first time Redis is reachable.
+/// Registers the ProcessUpload and RenderRenditions workers on backends `$uploads` and
+/// `$renditions` (both polled every `$poll`), the same way whichever queue backend they are on.
+macro_rules! monitor {
+    ($name:expr, $ctx:expr, $poll:expr, $uploads:expr, $renditions:expr, $settings:expr, $failed:expr) => {{
+        let (name, ctx, poll) = ($name, $ctx, $poll);
+        let (backend, renditions_backend) = ($uploads, $renditions);
+        let render_ctx = ctx.clone();
+        let concurrency = $settings.worker.concurrency;
+        let renditions_concurrency = $settings.worker.renditions_concurrency;
+        let renditions_name = format!("{name}-renditions");
+        let failed_flag = $failed;
+        Monitor::new()
+            .register(move |restarts| {
+                WorkerBuilder::new(format!("{name}-{restarts}"))
+                    .backend(backend.clone().poll_with_interval(poll))
+                    .concurrency(concurrency)
+                    .data(ctx.clone())
+                    .catch_panic()
+                    .parallelize(tokio::spawn)
+                    .build(process_upload::handle)
+            })
+            .register(move |restarts| {
+                WorkerBuilder::new(format!("{renditions_name}-{restarts}"))
+                    .backend(renditions_backend.clone().poll_with_interval(poll))
+                    .concurrency(renditions_concurrency)
+                    .data(render_ctx.clone())
+                    .catch_panic()
+                    .parallelize(tokio::spawn)
+                    .build(render_renditions::handle)
+            })
+            .should_restart(move |ctx, err| {
+                // Restart from our loop instead, with backoff and a fresh connection.
+                tracing::error!(worker = %ctx.name(), error = %err, "worker failed");
+                failed_flag.store(true, Ordering::SeqCst);
+                false
+            })
+            .shutdown_timeout(Duration::from_secs($settings.worker.shutdown_timeout_secs))
+    }};
+}
+
+/// Connects to the queue backend ([`queue::connect`]) and runs one apalis monitor until
+/// shutdown or a worker failure. Starts the sweeper the first time the queue is reachable.
 async fn run_monitor(
     settings: &Arc<Settings>,
-    (pool, storage, metrics): (&PgPool, &Storage, &Arc<Metrics>),
+    (pool, storage, metrics): (&Db, &Storage, &Arc<Metrics>),
     stop: watch::Receiver<bool>,
     sweeper: &mut Option<tokio::task::JoinHandle<()>>,
 ) -> anyhow::Result<()> {
-    let conn = queue::connect_redis(&settings.redis)
+    let conn = queue::connect(&settings.redis, pool, &settings.database.url)
         .await
-        .context("while connecting to Redis")?;
-    let lifecycle = Lifecycle::on(
-        settings.clone(),
-        pool.clone(),
-        storage.clone(),
-        conn.clone(),
-    );
-    let concurrency = settings.worker.concurrency;
-    let backend: RedisStorage<ProcessUpload> = RedisStorage::new(conn.clone()).with_config(
-        queue::apalis_config::<ProcessUpload>(&settings.redis, concurrency),
-    );
-    let renditions_concurrency = settings.worker.renditions_concurrency;
-    let renditions_backend: RedisStorage<RenderRenditions> = RedisStorage::new(conn).with_config(
-        queue::apalis_config::<RenderRenditions>(&settings.redis, renditions_concurrency),
-    );
+        .context("while connecting to the queue")?;
+    let lifecycle = Lifecycle::on(settings.clone(), pool.clone(), storage.clone(), &conn);
     let ctx = Arc::new(JobContext {
         settings: settings.clone(),
         lifecycle,
         metrics: metrics.clone(),
     });
-    let render_ctx = ctx.clone();
     if sweeper.is_none() {
         *sweeper = Some(tokio::spawn(sweep::run_periodically(
             ctx.clone(),
@@ -198,37 +225,48 @@ async fn run_monitor(
     // Unique per process and per restart (apalis#504: a reused name blocks orphan recovery).
     let name = format!("kiln-worker-{}-{}", hostname(), ulid::Ulid::generate());
     let failed = Arc::new(AtomicBool::new(false));
-    let failed_flag = failed.clone();
-
-    let renditions_name = format!("{name}-renditions");
-
-    let monitor = Monitor::new()
-        .register(move |restarts| {
-            WorkerBuilder::new(format!("{name}-{restarts}"))
-                .backend(backend.clone().poll_with_interval(poll))
-                .concurrency(concurrency)
-                .data(ctx.clone())
-                .catch_panic()
-                .parallelize(tokio::spawn)
-                .build(process_upload::handle)
-        })
-        .register(move |restarts| {
-            WorkerBuilder::new(format!("{renditions_name}-{restarts}"))
-                .backend(renditions_backend.clone().poll_with_interval(poll))
-                .concurrency(renditions_concurrency)
-                .data(render_ctx.clone())
-                .catch_panic()
-                .parallelize(tokio::spawn)
-                .build(render_renditions::handle)
-        })
-        .should_restart(move |ctx, err| {
-            // Restart from our loop instead, with backoff and a fresh connection.
-            tracing::error!(worker = %ctx.name(), error = %err, "worker failed");
-            failed_flag.store(true, Ordering::SeqCst);
-            false
-        })
-        .shutdown_timeout(Duration::from_secs(settings.worker.shutdown_timeout_secs));
+    let (concurrency, renditions_concurrency) = (
+        settings.worker.concurrency,
+        settings.worker.renditions_concurrency,
+    );
+    let monitor = match &conn {
+        QueueConnection::Redis(conn) => {
+            let uploads: RedisStorage<ProcessUpload> = RedisStorage::new(conn.clone()).with_config(
+                queue::apalis_config::<ProcessUpload>(&settings.redis, concurrency),
+            );
+            let renditions: RedisStorage<RenderRenditions> = RedisStorage::new(conn.clone())
+                .with_config(queue::apalis_config::<RenderRenditions>(
+                    &settings.redis,
+                    renditions_concurrency,
+                ));
+            monitor!(
+                name,
+                ctx,
+                poll,
+                uploads,
+                renditions,
+                settings,
+                failed.clone()
+            )
+        }
+        QueueConnection::Sqlite(pool) => {
+            let uploads = SqliteQueue::<ProcessUpload>::on(pool.clone(), &settings.redis)
+                .storage(&settings.redis, concurrency);
+            let renditions = SqliteQueue::<RenderRenditions>::on(pool.clone(), &settings.redis)
+                .storage(&settings.redis, renditions_concurrency);
+            monitor!(
+                name,
+                ctx,
+                poll,
+                uploads,
+                renditions,
+                settings,
+                failed.clone()
+            )
+        }
+    };
     tracing::info!(
+        backend = ?conn,
         queue = %settings.redis.queue,
         concurrency,
         renditions_queue = %settings.redis.renditions_queue(),

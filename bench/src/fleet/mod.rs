@@ -21,6 +21,11 @@
 //!   the S3 server, this process) used during the backlog, from `/proc`, to show what limits
 //!   the ratio.
 //!
+//! **Standalone** (`--standalone`). After the fleet runs, the same backlog on one `kiln serve`
+//! process (SQLite, apalis-sqlite and the embedded S3 endpoint in a fresh data directory under
+//! the logs folder) with the same `worker.concurrency`: its row's "vs first" is standalone ÷ the
+//! first fleet run (one worker process by default). It measures the unloaded latency too.
+//!
 //! **Queue alone.** `--noop-jobs` no-op jobs are pushed one at a time through apalis-redis (as
 //! the API pushes), then run by an in-process apalis worker built like Kiln's (the worker's
 //! Redis settings: poll interval, fetch batch = concurrency, heartbeat) whose handler does
@@ -46,7 +51,6 @@ use kiln_client::KilnClient;
 use kiln_shared::Settings;
 use kiln_shared::domain::{OwnerId, UploadMethod};
 use reqwest::Client;
-use sqlx::PgPool;
 use tokio::process::Child;
 use uuid::Uuid;
 
@@ -90,6 +94,9 @@ pub struct FleetArgs {
     /// The `kiln` binary to run as API and workers (default: `kiln` next to this executable).
     #[arg(long, env = "KILN_BIN")]
     kiln: Option<PathBuf>,
+    /// Also run the backlog on one standalone `kiln serve` process (see the module docs).
+    #[arg(long)]
+    standalone: bool,
     /// Also print the results as markdown, between marker comments, for `docs/benchmarks.md`.
     #[arg(long)]
     markdown: bool,
@@ -110,8 +117,11 @@ pub async fn run(settings: &Settings, args: &FleetArgs) -> anyhow::Result<()> {
         std::fs::read(&args.photo)
             .with_context(|| format!("while reading {}", args.photo.display()))?,
     );
-    let pool = kiln_shared::db::connect(&settings.database)?;
-    kiln_shared::db::migrate(&pool).await?;
+    let db = kiln_shared::db::connect(&settings.database)?;
+    kiln_shared::db::migrate(&db).await?;
+    if db.as_postgres().is_none() {
+        bail!("the fleet benchmark needs a postgres:// database.url");
+    }
     let stamp = format!(
         "{}-{}",
         Utc::now().format("%Y%m%d%H%M%S"),
@@ -130,12 +140,25 @@ pub async fn run(settings: &Settings, args: &FleetArgs) -> anyhow::Result<()> {
             settings: processes::run_settings(settings, &queue, args.port, args.concurrency),
             kiln: &kiln,
             args,
-            pool: &pool,
+            db: db.clone(),
             queue,
             logs: &logs,
             bytes: &bytes,
         };
         runs.push(fleet.run(workers, i == 0).await?);
+    }
+    if args.standalone {
+        let name = format!("kiln-bench-standalone-{stamp}");
+        let standalone = Fleet {
+            settings: processes::run_settings(settings, "kiln", args.port, args.concurrency),
+            kiln: &kiln,
+            args,
+            db: db.clone(),
+            queue: name,
+            logs: &logs,
+            bytes: &bytes,
+        };
+        runs.push(standalone.run(0, true).await?);
     }
     let mut noops = Vec::new();
     if args.noop_jobs > 0 {
@@ -169,7 +192,8 @@ struct Fleet<'a> {
     settings: Settings,
     kiln: &'a Path,
     args: &'a FleetArgs,
-    pool: &'a PgPool,
+    /// The fleet's store (a standalone run opens its own).
+    db: kiln_shared::db::Db,
     queue: String,
     logs: &'a Path,
     bytes: &'a Bytes,
@@ -182,11 +206,18 @@ impl Fleet<'_> {
         processes::spawn(self.kiln, role, &self.settings, &log).await
     }
 
+    /// One run with `workers` worker processes beside one API process, or with `workers = 0`
+    /// one standalone `kiln serve` process.
     async fn run(&self, workers: u16, baseline: bool) -> anyhow::Result<FleetRun> {
-        eprintln!(
-            "fleet run: {workers} worker process(es), queue {}",
-            self.queue
-        );
+        let standalone = workers == 0;
+        if standalone {
+            eprintln!("standalone run: one kiln serve process, {}", self.queue);
+        } else {
+            eprintln!(
+                "fleet run: {workers} worker process(es), queue {}",
+                self.queue
+            );
+        }
         let http = Client::builder().timeout(Duration::from_secs(60)).build()?;
         let owner = OwnerId::parse("bench-fleet")?;
         let token = kiln_shared::auth::mint(
@@ -195,15 +226,28 @@ impl Fleet<'_> {
             false,
             Duration::from_secs(3600),
         )?;
+        let role = if standalone { Role::Serve } else { Role::Api };
         let Process {
             child: mut api,
             addr,
-        } = self.spawn(Role::Api, "api").await?;
+        } = self.spawn(role, "api").await?;
         let base = format!("http://{addr}");
         processes::wait_http(&http, &format!("{base}/readyz"), &mut api).await?;
+        let (db, token) = if standalone {
+            let data = kiln_shared::config::standalone::DataDir::new(processes::data_dir(
+                &self.logs.join(format!("{}-api.log", self.queue)),
+            ));
+            let mut store = self.settings.database.clone();
+            store.url = format!("sqlite://{}", data.database().display());
+            let secret = data.secrets()?.jwt_secret;
+            let token = kiln_shared::auth::mint(&secret, &owner, false, Duration::from_secs(3600))?;
+            (kiln_shared::db::connect(&store)?, token)
+        } else {
+            (self.db.clone(), token)
+        };
         let api_client = KilnClient::with_http(http.clone(), &base, &token);
 
-        let warmups = u32::from(workers) * 2;
+        let warmups = u32::from(workers.max(1)) * 2;
         let unloaded = if baseline {
             self.args.latency_uploads
         } else {
@@ -223,15 +267,21 @@ impl Fleet<'_> {
             children.push(child);
         }
         client::complete_all(&api_client, warm_ids).await?;
-        db::wait_final(self.pool, warm_ids, self.logs).await?;
+        db::wait_final(&db, warm_ids, self.logs).await?;
 
         let pids = |c: &[Child]| c.iter().filter_map(Child::id).collect::<Vec<_>>();
         let api_pid = pids(std::slice::from_ref(&api));
-        let before = CpuSample::take(&pids(&children), &api_pid)?;
+        // Standalone, the one process is counted as the workers.
+        let (worker_pids, api_pid) = if standalone {
+            (api_pid, Vec::new())
+        } else {
+            (pids(&children), api_pid)
+        };
+        let before = CpuSample::take(&worker_pids, &api_pid)?;
         client::complete_all(&api_client, backlog_ids).await?;
-        db::wait_final(self.pool, backlog_ids, self.logs).await?;
-        let after = CpuSample::take(&pids(&children), &api_pid)?;
-        let times = db::times(self.pool, backlog_ids).await?;
+        db::wait_final(&db, backlog_ids, self.logs).await?;
+        let after = CpuSample::take(&worker_pids, &api_pid)?;
+        let times = db::times(&db, backlog_ids).await?;
         let first = times.iter().map(|t| t.0).min().context("no uploads")?;
         let last = times.iter().map(|t| t.1).max().context("no uploads")?;
         let latency = Percentiles::of(times.iter().map(|(c, r)| ms_between(*c, *r)).collect());
@@ -243,8 +293,8 @@ impl Fleet<'_> {
             for id in unloaded_ids {
                 let one = std::slice::from_ref(id);
                 client::complete_all(&api_client, one).await?;
-                db::wait_final(self.pool, one, self.logs).await?;
-                let t = db::times(self.pool, one).await?;
+                db::wait_final(&db, one, self.logs).await?;
+                let t = db::times(&db, one).await?;
                 ms.extend(t.iter().map(|(c, r)| ms_between(*c, *r)));
             }
             Some(Percentiles::of(ms))
@@ -255,6 +305,7 @@ impl Fleet<'_> {
         }
         Ok(FleetRun {
             workers,
+            standalone,
             uploads: self.args.uploads,
             span: (last - first).to_std().unwrap_or_default(),
             latency,

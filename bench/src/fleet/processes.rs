@@ -63,6 +63,9 @@ pub enum Role {
     Api,
     /// `kiln worker`: its address is the metrics listener's (`worker.metrics_listen`).
     Worker,
+    /// `kiln serve` on a fresh data directory beside the log ([`data_dir`]), S3 on a free
+    /// port: its address is the API's.
+    Serve,
 }
 
 impl Role {
@@ -70,12 +73,13 @@ impl Role {
         match self {
             Self::Api => "api",
             Self::Worker => "worker",
+            Self::Serve => "serve",
         }
     }
 
     fn addr_line(self) -> &'static str {
         match self {
-            Self::Api => kiln_api::startup::LISTEN_ADDR_LINE,
+            Self::Api | Self::Serve => kiln_api::startup::LISTEN_ADDR_LINE,
             Self::Worker => kiln_worker::startup::METRICS_ADDR_LINE,
         }
     }
@@ -108,7 +112,13 @@ pub async fn spawn(
             .open(log)
             .with_context(|| format!("while opening {}", log.display()))
     };
-    let mut child = Command::new(kiln)
+    let mut command = Command::new(kiln);
+    if let Role::Serve = role {
+        command
+            .env("KILN_DATA_DIR", data_dir(log))
+            .env("KILN_S3_LISTEN", "127.0.0.1:0");
+    }
+    let mut child = command
         .arg(role.subcommand())
         .envs(settings.to_env())
         .stdin(Stdio::null())
@@ -155,6 +165,12 @@ pub async fn spawn(
         }
     });
     Ok(Process { child, addr })
+}
+
+/// The data directory of the `kiln serve` child logging to `log`: `log` with `.data` for its
+/// extension.
+pub fn data_dir(log: &Path) -> PathBuf {
+    log.with_extension("data")
 }
 
 /// Waits until `url` answers 2xx (up to 30 s), failing early if `child` exits.

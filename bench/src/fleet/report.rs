@@ -53,8 +53,10 @@ impl Percentiles {
 /// One fleet run's results.
 #[derive(Debug, Clone)]
 pub struct FleetRun {
-    /// Worker processes.
+    /// Worker processes (0 for the standalone run).
     pub workers: u16,
+    /// One `kiln serve` process instead of API and worker processes.
+    pub standalone: bool,
     /// Uploads in the backlog.
     pub uploads: u32,
     /// First `completed_at` to last `ready_at`.
@@ -126,7 +128,11 @@ impl Report {
             .map(|r| {
                 let cpu = &r.cpu;
                 vec![
-                    r.workers.to_string(),
+                    if r.standalone {
+                        "standalone".into()
+                    } else {
+                        r.workers.to_string()
+                    },
                     r.uploads.to_string(),
                     format!("{:.2}", r.per_second()),
                     base.map_or("-".into(), |b| format!("{:.2}×", r.per_second() / b)),

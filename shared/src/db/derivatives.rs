@@ -2,11 +2,9 @@
 //! derivatives (to find stale ones), and replacing some of an upload's derivative rows without
 //! touching the upload row or its other derivatives.
 
-use std::collections::HashMap;
+use sqlx::AssertSqlSafe;
 
-use sqlx::{PgPool, Postgres, Transaction};
-
-use super::DbError;
+use super::{Db, DbError, with_pool};
 use crate::domain::{Derivative, UploadId};
 
 /// The recipe one stored derivative was rendered with.
@@ -31,44 +29,38 @@ pub struct ReadyUpload {
 
 /// One page of `ready` uploads in id order (UUIDv7, so roughly oldest first), strictly after
 /// `after`, at most `limit` of them, each with its stored recipes. Keyset pagination: pass the
-/// last id of a page to get the next; an empty page is the end.
+/// last id of a page to get the next; an empty page is the end. One statement (the page of ids
+/// left-joined to their derivatives), so the page and its recipes are one snapshot.
 ///
 /// # Errors
 /// [`DbError::Sqlx`] on database failure.
 pub async fn ready_page(
-    pool: &PgPool,
+    db: &Db,
     after: Option<UploadId>,
     limit: i64,
 ) -> Result<Vec<ReadyUpload>, DbError> {
-    let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
-        "SELECT id FROM uploads WHERE state = 'ready' AND ($1::uuid IS NULL OR id > $1) \
-         ORDER BY id LIMIT $2",
+    type Row = (uuid::Uuid, Option<String>, Option<i32>, Option<String>);
+    let rows: Vec<Row> = with_pool!(db, p => sqlx::query_as(
+        "SELECT u.id, d.rendition, d.recipe_version, d.recipe_hash FROM \
+         (SELECT id FROM uploads WHERE state = 'ready' AND (CAST($1 AS UUID) IS NULL OR id > $1) \
+          ORDER BY id LIMIT $2) u \
+         LEFT JOIN derivatives d ON d.upload_id = u.id ORDER BY u.id, d.rendition",
     )
     .bind(after.map(|a| a.0))
     .bind(limit)
-    .fetch_all(pool)
-    .await?;
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rows: Vec<(uuid::Uuid, String, i32, Option<String>)> = sqlx::query_as(
-        "SELECT upload_id, rendition, recipe_version, recipe_hash FROM derivatives \
-         WHERE upload_id = ANY($1) ORDER BY upload_id, rendition",
-    )
-    .bind(&ids)
-    .fetch_all(pool)
-    .await?;
-    let mut page: Vec<ReadyUpload> = ids
-        .iter()
-        .map(|&id| ReadyUpload {
-            id: UploadId(id),
-            derivatives: Vec::new(),
-        })
-        .collect();
-    let index: HashMap<uuid::Uuid, usize> = ids.into_iter().zip(0..).collect();
-    for (upload_id, rendition, version, hash) in rows {
-        if let Some(&i) = index.get(&upload_id) {
-            page[i].derivatives.push(StoredRecipe {
+    .fetch_all(p)
+    .await)?;
+    let mut page: Vec<ReadyUpload> = Vec::new();
+    for (id, rendition, version, hash) in rows {
+        if page.last().is_none_or(|last| last.id.0 != id) {
+            page.push(ReadyUpload {
+                id: UploadId(id),
+                derivatives: Vec::new(),
+            });
+        }
+        if let (Some(rendition), Some(version), Some(last)) = (rendition, version, page.last_mut())
+        {
+            last.derivatives.push(StoredRecipe {
                 rendition,
                 recipe_version: version.max(0) as u32,
                 recipe_hash: hash,
@@ -90,52 +82,64 @@ pub async fn ready_page(
 /// # Errors
 /// [`DbError::Sqlx`] on database failure (the transaction is rolled back).
 pub async fn replace(
-    pool: &PgPool,
+    db: &Db,
     id: UploadId,
     derivatives: &[Derivative],
 ) -> Result<Option<Vec<String>>, DbError> {
-    let mut tx: Transaction<'_, Postgres> = pool.begin().await?;
-    // FOR SHARE holds the upload in `ready` until the commit without writing to it.
-    let ready: Option<i32> =
-        sqlx::query_scalar("SELECT 1 FROM uploads WHERE id = $1 AND state = 'ready' FOR SHARE")
+    // On Postgres, FOR SHARE holds the upload in `ready` until the commit without writing to
+    // it and FOR UPDATE locks the rows being replaced; SQLite's write transaction holds all.
+    let ready_sql = format!(
+        "SELECT 1 FROM uploads WHERE id = $1 AND state = 'ready' {}",
+        db.row_lock("FOR SHARE")
+    );
+    let old_sql = format!(
+        "SELECT rendition, object_key FROM derivatives WHERE upload_id = $1 {}",
+        db.row_lock("FOR UPDATE")
+    );
+    let old: Vec<(String, String)> = with_pool!(db, p => {
+        let mut tx = super::begin_write(p).await?;
+        let ready: Option<i32> = sqlx::query_scalar(AssertSqlSafe(ready_sql))
             .bind(id.0)
             .fetch_optional(&mut *tx)
             .await?;
-    if ready.is_none() {
-        tx.rollback().await?;
-        return Ok(None);
-    }
-    let names: Vec<&str> = derivatives.iter().map(|d| d.rendition.as_str()).collect();
-    let old: Vec<(String, String)> = sqlx::query_as(
-        "SELECT rendition, object_key FROM derivatives WHERE upload_id = $1 \
-         AND rendition = ANY($2) FOR UPDATE",
-    )
-    .bind(id.0)
-    .bind(&names)
-    .fetch_all(&mut *tx)
-    .await?;
-    for d in derivatives {
-        insert(&mut tx, id, d).await?;
-    }
-    tx.commit().await?;
+        if ready.is_none() {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let old: Vec<(String, String)> = sqlx::query_as(AssertSqlSafe(old_sql))
+            .bind(id.0)
+            .fetch_all(&mut *tx)
+            .await?;
+        for d in derivatives {
+            insert_query(id, d).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        old
+    });
     let orphaned = old
         .into_iter()
+        .filter(|(rendition, _)| derivatives.iter().any(|d| &d.rendition == rendition))
         .map(|(_, key)| key)
         .filter(|key| !derivatives.iter().any(|d| &d.object_key == key))
         .collect();
     Ok(Some(orphaned))
 }
 
-/// Inserts derivative row `d` of upload `id`, or updates the row of the same rendition (key,
-/// format, size, byte size, recipe version and hash), inside the caller's transaction.
-///
-/// # Errors
-/// [`DbError::Sqlx`] on database failure.
-pub(super) async fn insert(
-    tx: &mut Transaction<'_, Postgres>,
+/// The statement that inserts derivative row `d` of upload `id`, or updates the row of the same
+/// rendition (key, format, size, byte size, recipe version and hash), for either engine; the
+/// caller runs it inside its transaction.
+pub(super) fn insert_query<'q, DB>(
     id: UploadId,
-    d: &Derivative,
-) -> Result<(), DbError> {
+    d: &'q Derivative,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
+where
+    DB: sqlx::Database,
+    uuid::Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i32: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
     sqlx::query(
         "INSERT INTO derivatives (upload_id, rendition, object_key, format, width, height, \
          byte_size, recipe_version, recipe_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
@@ -145,15 +149,12 @@ pub(super) async fn insert(
          recipe_hash = EXCLUDED.recipe_hash",
     )
     .bind(id.0)
-    .bind(&d.rendition)
-    .bind(&d.object_key)
-    .bind(&d.format)
+    .bind(d.rendition.as_str())
+    .bind(d.object_key.as_str())
+    .bind(d.format.as_str())
     .bind(i32::try_from(d.width).unwrap_or(i32::MAX))
     .bind(i32::try_from(d.height).unwrap_or(i32::MAX))
     .bind(i64::try_from(d.byte_size).unwrap_or(i64::MAX))
     .bind(i32::try_from(d.recipe_version).unwrap_or(i32::MAX))
     .bind(d.recipe_hash.as_deref())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }

@@ -7,11 +7,11 @@
 //! queue work.
 
 use chrono::{DateTime, Utc};
+use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
-use sqlx::{AssertSqlSafe, PgPool, Postgres, Transaction};
 
-use super::DbError;
 use super::uploads::{UPLOAD_COLUMNS, UploadRow};
+use super::{Db, DbError, ago, now, with_pool};
 use crate::domain::{
     Derivative, ErrorCode, ImageMetadata, OwnerId, Upload, UploadId, UploadMethod, UploadState,
 };
@@ -57,13 +57,13 @@ fn into_upload(row: Option<UploadRow>) -> Result<Option<Upload>, DbError> {
 ///
 /// # Errors
 /// [`DbError::Sqlx`] on any database failure (including a duplicate id or temp key).
-pub async fn insert_pending(pool: &PgPool, new: &NewUpload<'_>) -> Result<Upload, DbError> {
+pub async fn insert_pending(db: &Db, new: &NewUpload<'_>) -> Result<Upload, DbError> {
     let sql = format!(
         "INSERT INTO uploads (id, owner, state, filename, content_type, byte_size, method, \
-         temp_key, expires_at) VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8) \
-         RETURNING {UPLOAD_COLUMNS}"
+         temp_key, expires_at, created_at, updated_at) \
+         VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {UPLOAD_COLUMNS}"
     );
-    let row: UploadRow = sqlx::query_as(AssertSqlSafe(sql))
+    let row: UploadRow = with_pool!(db, p => sqlx::query_as(AssertSqlSafe(sql))
         .bind(new.id.0)
         .bind(new.owner.as_str())
         .bind(new.filename)
@@ -72,8 +72,9 @@ pub async fn insert_pending(pool: &PgPool, new: &NewUpload<'_>) -> Result<Upload
         .bind(new.method.as_str())
         .bind(new.temp_key)
         .bind(new.expires_at)
-        .fetch_one(pool)
-        .await?;
+        .bind(now())
+        .fetch_one(p)
+        .await)?;
     row.try_into()
 }
 
@@ -84,22 +85,21 @@ pub async fn insert_pending(pool: &PgPool, new: &NewUpload<'_>) -> Result<Upload
 /// # Errors
 /// [`DbError`] on database failure or a corrupt row.
 pub async fn mark_uploaded(
-    pool: &PgPool,
+    db: &Db,
     owner: &OwnerId,
     id: UploadId,
 ) -> Result<Option<Upload>, DbError> {
     let sql = format!(
-        "UPDATE uploads SET state = 'uploaded', completed_at = now(), updated_at = now(), \
+        "UPDATE uploads SET state = 'uploaded', completed_at = $3, updated_at = $3, \
          job_generation = job_generation + 1 \
          WHERE id = $1 AND owner = $2 AND state = 'pending' RETURNING {UPLOAD_COLUMNS}"
     );
-    into_upload(
-        sqlx::query_as(AssertSqlSafe(sql))
-            .bind(id.0)
-            .bind(owner.as_str())
-            .fetch_optional(pool)
-            .await?,
-    )
+    into_upload(with_pool!(db, p => sqlx::query_as(AssertSqlSafe(sql))
+        .bind(id.0)
+        .bind(owner.as_str())
+        .bind(now())
+        .fetch_optional(p)
+        .await)?)
 }
 
 /// `uploaded` → `pending` at job generation `generation`, when queueing the job after
@@ -108,20 +108,17 @@ pub async fn mark_uploaded(
 ///
 /// # Errors
 /// [`DbError::Sqlx`] on database failure.
-pub async fn revert_to_pending(
-    pool: &PgPool,
-    id: UploadId,
-    generation: i32,
-) -> Result<bool, DbError> {
-    let n = sqlx::query(
-        "UPDATE uploads SET state = 'pending', completed_at = NULL, updated_at = now() \
+pub async fn revert_to_pending(db: &Db, id: UploadId, generation: i32) -> Result<bool, DbError> {
+    let n = with_pool!(db, p => sqlx::query(
+        "UPDATE uploads SET state = 'pending', completed_at = NULL, updated_at = $3 \
          WHERE id = $1 AND state = 'uploaded' AND job_generation = $2",
     )
     .bind(id.0)
     .bind(generation)
-    .execute(pool)
-    .await?
-    .rows_affected();
+    .bind(now())
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))?;
     Ok(n > 0)
 }
 
@@ -134,22 +131,21 @@ pub async fn revert_to_pending(
 /// # Errors
 /// [`DbError`] on database failure or a corrupt row.
 pub async fn claim(
-    pool: &PgPool,
+    db: &Db,
     id: UploadId,
     lease: std::time::Duration,
 ) -> Result<Option<Upload>, DbError> {
     let sql = format!(
-        "UPDATE uploads SET state = 'processing', attempts = attempts + 1, updated_at = now() \
+        "UPDATE uploads SET state = 'processing', attempts = attempts + 1, updated_at = $3 \
          WHERE id = $1 AND (state = 'uploaded' OR (state = 'processing' AND \
-         updated_at < now() - make_interval(secs => $2))) RETURNING {UPLOAD_COLUMNS}"
+         updated_at < $2)) RETURNING {UPLOAD_COLUMNS}"
     );
-    into_upload(
-        sqlx::query_as(AssertSqlSafe(sql))
-            .bind(id.0)
-            .bind(lease.as_secs_f64())
-            .fetch_optional(pool)
-            .await?,
-    )
+    into_upload(with_pool!(db, p => sqlx::query_as(AssertSqlSafe(sql))
+        .bind(id.0)
+        .bind(ago(lease))
+        .bind(now())
+        .fetch_optional(p)
+        .await)?)
 }
 
 /// Commits a processed upload in one transaction: `processing` → `ready` with the final key,
@@ -160,39 +156,42 @@ pub async fn claim(
 /// # Errors
 /// [`DbError::Sqlx`] on database failure (the transaction is rolled back).
 pub async fn commit_ready(
-    pool: &PgPool,
+    db: &Db,
     id: UploadId,
     attempt: i32,
     final_key: &str,
     metadata: &ImageMetadata,
     derivatives: &[Derivative],
 ) -> Result<bool, DbError> {
-    let mut tx: Transaction<'_, Postgres> = pool.begin().await?;
-    let updated = sqlx::query(
-        "UPDATE uploads SET state = 'ready', final_key = $2, metadata = $3, sha256 = $4, \
-         error_code = NULL, error_message = NULL, error_detail = NULL, ready_at = now(), \
-         updated_at = now() WHERE id = $1 AND state = 'processing' AND attempts = $5",
-    )
-    .bind(id.0)
-    .bind(final_key)
-    .bind(Json(metadata))
-    .bind(&metadata.sha256)
-    .bind(attempt)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if updated == 0 {
-        tx.rollback().await?;
-        return Ok(false);
-    }
-    sqlx::query("DELETE FROM derivatives WHERE upload_id = $1")
+    with_pool!(db, p => {
+        let mut tx = super::begin_write(p).await?;
+        let updated = sqlx::query(
+            "UPDATE uploads SET state = 'ready', final_key = $2, metadata = $3, sha256 = $4, \
+             error_code = NULL, error_message = NULL, error_detail = NULL, ready_at = $6, \
+             updated_at = $6 WHERE id = $1 AND state = 'processing' AND attempts = $5",
+        )
         .bind(id.0)
+        .bind(final_key)
+        .bind(Json(metadata))
+        .bind(&metadata.sha256)
+        .bind(attempt)
+        .bind(now())
         .execute(&mut *tx)
-        .await?;
-    for d in derivatives {
-        super::derivatives::insert(&mut tx, id, d).await?;
-    }
-    tx.commit().await?;
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM derivatives WHERE upload_id = $1")
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
+        for d in derivatives {
+            super::derivatives::insert_query(id, d).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+    });
     Ok(true)
 }
 
@@ -202,25 +201,26 @@ pub async fn commit_ready(
 /// # Errors
 /// [`DbError::Sqlx`] on database failure.
 pub async fn mark_failed(
-    pool: &PgPool,
+    db: &Db,
     id: UploadId,
     attempt: Option<i32>,
     error: RecordedError<'_>,
 ) -> Result<bool, DbError> {
-    let n = sqlx::query(
+    let n = with_pool!(db, p => sqlx::query(
         "UPDATE uploads SET state = 'failed', error_code = $2, error_message = $3, \
-         error_detail = $4, updated_at = now() WHERE id = $1 \
+         error_detail = $4, updated_at = $6 WHERE id = $1 \
          AND state IN ('uploaded', 'processing') \
-         AND ($5::int IS NULL OR (state = 'processing' AND attempts = $5))",
+         AND (CAST($5 AS INTEGER) IS NULL OR (state = 'processing' AND attempts = $5))",
     )
     .bind(id.0)
     .bind(error.code.as_str())
     .bind(error.message)
     .bind(error.detail)
     .bind(attempt)
-    .execute(pool)
-    .await?
-    .rows_affected();
+    .bind(now())
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))?;
     Ok(n > 0)
 }
 
@@ -231,14 +231,14 @@ pub async fn mark_failed(
 /// # Errors
 /// [`DbError::Sqlx`] on database failure.
 pub async fn release_for_retry(
-    pool: &PgPool,
+    db: &Db,
     id: UploadId,
     attempt: i32,
     error: RecordedError<'_>,
 ) -> Result<Option<i32>, DbError> {
-    Ok(sqlx::query_scalar(
+    Ok(with_pool!(db, p => sqlx::query_scalar(
         "UPDATE uploads SET state = 'uploaded', error_code = $2, error_message = $3, \
-         error_detail = $4, updated_at = now(), job_generation = job_generation + 1 \
+         error_detail = $4, updated_at = $6, job_generation = job_generation + 1 \
          WHERE id = $1 AND state = 'processing' AND attempts = $5 RETURNING job_generation",
     )
     .bind(id.0)
@@ -246,8 +246,9 @@ pub async fn release_for_retry(
     .bind(error.message)
     .bind(error.detail)
     .bind(attempt)
-    .fetch_optional(pool)
-    .await?)
+    .bind(now())
+    .fetch_optional(p)
+    .await)?)
 }
 
 /// Replay: `failed` → `uploaded`, resetting `attempts` and the error, counting the replay and
@@ -257,19 +258,18 @@ pub async fn release_for_retry(
 ///
 /// # Errors
 /// [`DbError`] on database failure or a corrupt row.
-pub async fn mark_for_replay(pool: &PgPool, id: UploadId) -> Result<Option<Upload>, DbError> {
+pub async fn mark_for_replay(db: &Db, id: UploadId) -> Result<Option<Upload>, DbError> {
     let sql = format!(
         "UPDATE uploads SET state = 'uploaded', attempts = 0, error_code = NULL, \
-         error_message = NULL, error_detail = NULL, replays = replays + 1, updated_at = now(), \
+         error_message = NULL, error_detail = NULL, replays = replays + 1, updated_at = $2, \
          job_generation = job_generation + 1 WHERE id = $1 AND state = 'failed' \
          RETURNING {UPLOAD_COLUMNS}"
     );
-    into_upload(
-        sqlx::query_as(AssertSqlSafe(sql))
-            .bind(id.0)
-            .fetch_optional(pool)
-            .await?,
-    )
+    into_upload(with_pool!(db, p => sqlx::query_as(AssertSqlSafe(sql))
+        .bind(id.0)
+        .bind(now())
+        .fetch_optional(p)
+        .await)?)
 }
 
 /// Sweeper: starts the next job generation of an upload still in `state` at generation `seen`
@@ -279,32 +279,34 @@ pub async fn mark_for_replay(pool: &PgPool, id: UploadId) -> Result<Option<Uploa
 /// # Errors
 /// [`DbError::Sqlx`] on database failure.
 pub async fn next_generation(
-    pool: &PgPool,
+    db: &Db,
     id: UploadId,
     state: UploadState,
     seen: i32,
 ) -> Result<Option<i32>, DbError> {
-    Ok(sqlx::query_scalar(
+    Ok(with_pool!(db, p => sqlx::query_scalar(
         "UPDATE uploads SET job_generation = job_generation + 1 \
          WHERE id = $1 AND state = $2 AND job_generation = $3 RETURNING job_generation",
     )
     .bind(id.0)
     .bind(state.as_str())
     .bind(seen)
-    .fetch_optional(pool)
-    .await?)
+    .fetch_optional(p)
+    .await)?)
 }
 
 /// Records where the original now lives (set when a failed upload's original is preserved).
 ///
 /// # Errors
 /// [`DbError::Sqlx`] on database failure.
-pub async fn set_final_key(pool: &PgPool, id: UploadId, final_key: &str) -> Result<(), DbError> {
-    sqlx::query("UPDATE uploads SET final_key = $2, updated_at = now() WHERE id = $1")
+pub async fn set_final_key(db: &Db, id: UploadId, final_key: &str) -> Result<(), DbError> {
+    with_pool!(db, p => sqlx::query("UPDATE uploads SET final_key = $2, updated_at = $3 WHERE id = $1")
         .bind(id.0)
         .bind(final_key)
-        .execute(pool)
-        .await?;
+        .bind(now())
+        .execute(p)
+        .await
+        .map(|_| ()))?;
     Ok(())
 }
 
@@ -314,16 +316,17 @@ pub async fn set_final_key(pool: &PgPool, id: UploadId, final_key: &str) -> Resu
 /// # Errors
 /// [`DbError::Sqlx`] on database failure.
 pub async fn expire_pending(
-    pool: &PgPool,
+    db: &Db,
     grace: std::time::Duration,
 ) -> Result<Vec<(UploadId, String)>, DbError> {
-    let rows: Vec<(uuid::Uuid, String)> = sqlx::query_as(
-        "UPDATE uploads SET state = 'expired', updated_at = now() WHERE state = 'pending' \
-         AND expires_at < now() - make_interval(secs => $1) RETURNING id, temp_key",
+    let rows: Vec<(uuid::Uuid, String)> = with_pool!(db, p => sqlx::query_as(
+        "UPDATE uploads SET state = 'expired', updated_at = $2 WHERE state = 'pending' \
+         AND expires_at < $1 RETURNING id, temp_key",
     )
-    .bind(grace.as_secs_f64())
-    .fetch_all(pool)
-    .await?;
+    .bind(ago(grace))
+    .bind(now())
+    .fetch_all(p)
+    .await)?;
     Ok(rows
         .into_iter()
         .map(|(id, key)| (UploadId(id), key))

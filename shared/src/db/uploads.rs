@@ -2,10 +2,10 @@
 //! writes). Only the lifecycle module (`crate::lifecycle`) writes.
 
 use chrono::{DateTime, Utc};
+use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
-use sqlx::{AssertSqlSafe, PgPool};
 
-use super::DbError;
+use super::{Db, DbError, ago, with_pool};
 use crate::domain::{
     Derivative, ErrorCode, ImageMetadata, OwnerId, Upload, UploadId, UploadMethod, UploadState,
 };
@@ -81,12 +81,12 @@ impl TryFrom<UploadRow> for Upload {
 ///
 /// # Errors
 /// [`DbError`] on database failure or a corrupt row.
-pub async fn get(pool: &PgPool, id: UploadId) -> Result<Option<Upload>, DbError> {
+pub async fn get(db: &Db, id: UploadId) -> Result<Option<Upload>, DbError> {
     let sql = format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = $1");
-    let row: Option<UploadRow> = sqlx::query_as(AssertSqlSafe(sql))
+    let row: Option<UploadRow> = with_pool!(db, p => sqlx::query_as(AssertSqlSafe(sql))
         .bind(id.0)
-        .fetch_optional(pool)
-        .await?;
+        .fetch_optional(p)
+        .await)?;
     row.map(Upload::try_from).transpose()
 }
 
@@ -94,18 +94,35 @@ pub async fn get(pool: &PgPool, id: UploadId) -> Result<Option<Upload>, DbError>
 ///
 /// # Errors
 /// [`DbError`] on database failure or a corrupt row.
-pub async fn get_owned(
-    pool: &PgPool,
-    owner: &OwnerId,
-    id: UploadId,
-) -> Result<Option<Upload>, DbError> {
+pub async fn get_owned(db: &Db, owner: &OwnerId, id: UploadId) -> Result<Option<Upload>, DbError> {
     let sql = format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = $1 AND owner = $2");
-    let row: Option<UploadRow> = sqlx::query_as(AssertSqlSafe(sql))
+    let row: Option<UploadRow> = with_pool!(db, p => sqlx::query_as(AssertSqlSafe(sql))
         .bind(id.0)
         .bind(owner.as_str())
-        .fetch_optional(pool)
-        .await?;
+        .fetch_optional(p)
+        .await)?;
     row.map(Upload::try_from).transpose()
+}
+
+/// The uploads with ids in `ids` that exist, in no particular order (one query).
+///
+/// # Errors
+/// [`DbError`] on database failure or a corrupt row.
+pub async fn get_many(db: &Db, ids: &[UploadId]) -> Result<Vec<Upload>, DbError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let head = format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id IN (");
+    let rows: Vec<UploadRow> = with_pool!(db, p => {
+        let mut q = sqlx::QueryBuilder::new(head);
+        let mut list = q.separated(", ");
+        for id in ids {
+            list.push_bind(id.0);
+        }
+        q.push(")");
+        q.build_query_as().fetch_all(p).await
+    })?;
+    rows.into_iter().map(Upload::try_from).collect()
 }
 
 /// Keyset cursor for [`list_owned`]: the `(created_at, id)` of the last row of the previous
@@ -123,23 +140,23 @@ pub struct Cursor {
 /// # Errors
 /// [`DbError`] on database failure or a corrupt row.
 pub async fn list_owned(
-    pool: &PgPool,
+    db: &Db,
     owner: &OwnerId,
     limit: i64,
     cursor: Option<Cursor>,
 ) -> Result<Vec<Upload>, DbError> {
     let sql = format!(
         "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE owner = $1 \
-         AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3)) \
+         AND (CAST($2 AS TIMESTAMPTZ) IS NULL OR (created_at, id) < ($2, $3)) \
          ORDER BY created_at DESC, id DESC LIMIT $4"
     );
-    let rows: Vec<UploadRow> = sqlx::query_as(AssertSqlSafe(sql))
+    let rows: Vec<UploadRow> = with_pool!(db, p => sqlx::query_as(AssertSqlSafe(sql))
         .bind(owner.as_str())
         .bind(cursor.map(|c| c.created_at))
         .bind(cursor.map(|c| c.id.0))
         .bind(limit)
-        .fetch_all(pool)
-        .await?;
+        .fetch_all(p)
+        .await)?;
     rows.into_iter().map(Upload::try_from).collect()
 }
 
@@ -160,21 +177,21 @@ pub struct FailedFilter {
 ///
 /// # Errors
 /// [`DbError`] on database failure or a corrupt row.
-pub async fn list_failed(pool: &PgPool, filter: &FailedFilter) -> Result<Vec<Upload>, DbError> {
+pub async fn list_failed(db: &Db, filter: &FailedFilter) -> Result<Vec<Upload>, DbError> {
     let sql = format!(
         "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE state = 'failed' \
-         AND ($1::text IS NULL OR error_code = $1) \
-         AND ($2::timestamptz IS NULL OR updated_at >= $2) \
-         AND ($3::text IS NULL OR owner = $3) \
+         AND (CAST($1 AS TEXT) IS NULL OR error_code = $1) \
+         AND (CAST($2 AS TIMESTAMPTZ) IS NULL OR updated_at >= $2) \
+         AND (CAST($3 AS TEXT) IS NULL OR owner = $3) \
          ORDER BY updated_at DESC, id DESC LIMIT $4"
     );
-    let rows: Vec<UploadRow> = sqlx::query_as(AssertSqlSafe(sql))
+    let rows: Vec<UploadRow> = with_pool!(db, p => sqlx::query_as(AssertSqlSafe(sql))
         .bind(filter.error_code.as_deref())
         .bind(filter.since)
         .bind(filter.owner.as_deref())
         .bind(filter.limit)
-        .fetch_all(pool)
-        .await?;
+        .fetch_all(p)
+        .await)?;
     rows.into_iter().map(Upload::try_from).collect()
 }
 
@@ -182,15 +199,15 @@ pub async fn list_failed(pool: &PgPool, filter: &FailedFilter) -> Result<Vec<Upl
 ///
 /// # Errors
 /// [`DbError::Sqlx`] on database failure.
-pub async fn derivatives(pool: &PgPool, id: UploadId) -> Result<Vec<Derivative>, DbError> {
+pub async fn derivatives(db: &Db, id: UploadId) -> Result<Vec<Derivative>, DbError> {
     type Row = (String, String, String, i32, i32, i64, i32, Option<String>);
-    let rows: Vec<Row> = sqlx::query_as(
+    let rows: Vec<Row> = with_pool!(db, p => sqlx::query_as(
         "SELECT rendition, object_key, format, width, height, byte_size, recipe_version, \
          recipe_hash FROM derivatives WHERE upload_id = $1 ORDER BY rendition",
     )
     .bind(id.0)
-    .fetch_all(pool)
-    .await?;
+    .fetch_all(p)
+    .await)?;
     Ok(rows
         .into_iter()
         .map(
@@ -214,18 +231,18 @@ pub async fn derivatives(pool: &PgPool, id: UploadId) -> Result<Vec<Derivative>,
 /// # Errors
 /// [`DbError::Sqlx`] on database failure.
 pub async fn stale_in_state(
-    pool: &PgPool,
+    db: &Db,
     state: UploadState,
     older_than: std::time::Duration,
 ) -> Result<Vec<(UploadId, i32, DateTime<Utc>)>, DbError> {
-    let rows: Vec<(uuid::Uuid, i32, DateTime<Utc>)> = sqlx::query_as(
+    let rows: Vec<(uuid::Uuid, i32, DateTime<Utc>)> = with_pool!(db, p => sqlx::query_as(
         "SELECT id, job_generation, updated_at FROM uploads WHERE state = $1 \
-         AND updated_at < now() - make_interval(secs => $2) ORDER BY updated_at LIMIT 10000",
+         AND updated_at < $2 ORDER BY updated_at LIMIT 10000",
     )
     .bind(state.as_str())
-    .bind(older_than.as_secs_f64())
-    .fetch_all(pool)
-    .await?;
+    .bind(ago(older_than))
+    .fetch_all(p)
+    .await)?;
     Ok(rows
         .into_iter()
         .map(|(id, job, at)| (UploadId(id), job, at))
@@ -236,10 +253,10 @@ pub async fn stale_in_state(
 ///
 /// # Errors
 /// [`DbError::Sqlx`] on database failure.
-pub async fn count_by_state(pool: &PgPool) -> Result<Vec<(String, i64)>, DbError> {
+pub async fn count_by_state(db: &Db) -> Result<Vec<(String, i64)>, DbError> {
     Ok(
-        sqlx::query_as("SELECT state, count(*) FROM uploads GROUP BY state")
-            .fetch_all(pool)
-            .await?,
+        with_pool!(db, p => sqlx::query_as("SELECT state, count(*) FROM uploads GROUP BY state")
+        .fetch_all(p)
+        .await)?,
     )
 }

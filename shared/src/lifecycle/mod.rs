@@ -31,7 +31,7 @@ mod uploads;
 use std::sync::Arc;
 
 use crate::Settings;
-use crate::db::{DbError, PgPool};
+use crate::db::{Db, DbError};
 use crate::domain::{Classify, ErrorCode};
 use crate::queue::{self, JobQueue, QueueError, RenditionQueue};
 use crate::retry::RetryPolicy;
@@ -87,7 +87,7 @@ impl Classify for LifecycleError {
 /// clone; one per process.
 #[derive(Clone)]
 pub struct Lifecycle {
-    pool: PgPool,
+    pool: Db,
     storage: Storage,
     uploads: JobQueue,
     renditions: RenditionQueue,
@@ -95,28 +95,30 @@ pub struct Lifecycle {
 }
 
 impl Lifecycle {
-    /// Connects both queues to Redis (one connection) around an existing pool and bucket.
+    /// Connects both queues (one connection) to the queue backend that goes with `pool`
+    /// ([`queue::connect`]: Redis beside Postgres, apalis-sqlite beside SQLite) around an
+    /// existing pool and bucket.
     ///
     /// # Errors
-    /// [`QueueError::Redis`] when Redis does not answer.
+    /// [`QueueError`] when Redis does not answer or the queue file's URL does not parse.
     pub async fn connect(
         settings: Arc<Settings>,
-        pool: PgPool,
+        pool: Db,
         storage: Storage,
     ) -> Result<Self, QueueError> {
-        let conn = queue::connect_redis(&settings.redis).await?;
-        Ok(Self::on(settings, pool, storage, conn))
+        let conn = queue::connect(&settings.redis, &pool, &settings.database.url).await?;
+        Ok(Self::on(settings, pool, storage, &conn))
     }
 
-    /// The lifecycle on an existing Redis connection (no I/O).
+    /// The lifecycle on an open queue connection (no I/O).
     pub fn on(
         settings: Arc<Settings>,
-        pool: PgPool,
+        pool: Db,
         storage: Storage,
-        conn: apalis_redis::ConnectionManager,
+        conn: &queue::QueueConnection,
     ) -> Self {
         Self {
-            uploads: JobQueue::on(conn.clone(), &settings.redis),
+            uploads: JobQueue::on(conn, &settings.redis),
             renditions: RenditionQueue::on(conn, &settings.redis),
             pool,
             storage,
@@ -125,7 +127,7 @@ impl Lifecycle {
     }
 
     /// The Postgres pool (for reads).
-    pub fn pool(&self) -> &PgPool {
+    pub fn pool(&self) -> &Db {
         &self.pool
     }
 

@@ -14,9 +14,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::db::Db;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
 
 use crate::db::DbError;
 use crate::db::derivatives::{self, StoredRecipe};
@@ -133,7 +133,7 @@ pub fn task_id(upload_id: UploadId, renditions: &[&Rendition]) -> ulid::Ulid {
 /// [`RegenerateError::UnknownRendition`] before anything else when `opts.rendition` is not
 /// configured; otherwise the first database or queue failure.
 pub async fn regenerate(
-    pool: &PgPool,
+    pool: &Db,
     queue: &RenditionQueue,
     configured: &[Rendition],
     opts: &RegenerateOptions,

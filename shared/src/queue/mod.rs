@@ -1,28 +1,27 @@
-//! The apalis-redis 1.0 queues Kiln's jobs travel on: one generic [`Queue`] per payload type
-//! ([`Job`]), with the settings `docs/dependencies.md` explains (raised Redis response timeout,
-//! heartbeats and orphan timeout, fetch batch ≈ concurrency).
-//!
-//! Key layout of each queue `{q}` (apalis-redis 1.0): `{q}:scheduled` ZSET (new pushes),
-//! `{q}:active` LIST, `{q}:inflight:{worker}` SET, `{q}:done` and `{q}:dead` SETs, `{q}:data`
-//! HASH (payloads), `{q}:meta:{task_id}` HASH, `{q}:workers` ZSET.
+//! The queue port: the apalis queues Kiln's jobs travel on, one generic [`Queue`] per payload
+//! type ([`Job`]). Two backends, chosen once in [`connect`] by the upload store's engine:
+//! apalis-redis 1.0 beside Postgres (the fleet, [`redis`]) and apalis-sqlite 1.0 beside SQLite
+//! (standalone `kiln serve`, [`sqlite`]). Both take caller-chosen (derived) task ids, delays,
+//! and the same dead set and replay.
 //!
 //! Only the lifecycle module (`crate::lifecycle`) pushes; everything else reads.
 
 mod jobs;
+pub mod redis;
+pub mod sqlite;
 pub mod task_id;
 
-use std::marker::PhantomData;
-use std::sync::LazyLock;
 use std::time::Duration;
 
-use apalis::prelude::{TaskBuilder, TaskId, TaskSink};
-use apalis_redis::{Config, ConnectionManager, RedisStorage};
-use redis::AsyncCommands;
-use redis::aio::ConnectionManagerConfig;
+use apalis_redis::ConnectionManager;
 use serde::Serialize;
+use sqlx::SqlitePool;
 
 use crate::config::RedisSettings;
+use crate::db::Db;
 use crate::domain::{Classify, ErrorCode};
+
+pub use self::redis::{apalis_config, connect_redis, namespace_config};
 
 pub use jobs::{Job, ProcessUpload, RenderRenditions};
 
@@ -36,20 +35,25 @@ pub type RenditionQueue = Queue<RenderRenditions>;
 pub enum QueueError {
     /// Redis refused or dropped the connection, or timed out.
     #[error("redis error: {0}")]
-    Redis(#[from] redis::RedisError),
+    Redis(#[from] ::redis::RedisError),
+    /// The SQLite queue file could not be read or written (or stayed busy).
+    #[error("queue database error: {0}")]
+    Sqlite(#[from] sqlx::Error),
     /// apalis failed to push or read a task.
     #[error("queue error: {0}")]
     Apalis(String),
 }
 
 impl Classify for QueueError {
-    /// Always `queue_unavailable` (transient): Redis is down, slow or refused the command.
+    /// Always `queue_unavailable` (transient): Redis or the queue file is down, slow, busy or
+    /// refused the command.
     fn code(&self) -> ErrorCode {
         ErrorCode::QueueUnavailable
     }
 }
 
-/// Job counts by state, read straight from Redis (apalis' own stat APIs are broken for Redis).
+/// Job counts by state, read straight from the backend (apalis' own stat APIs are broken for
+/// Redis).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct QueueDepth {
     /// Pushed, waiting for their run time or first fetch (`{q}:scheduled`).
@@ -71,39 +75,6 @@ impl QueueDepth {
     }
 }
 
-/// apalis-redis settings for `J`'s queue: namespace, heartbeat and orphan timeout, and a fetch
-/// batch of `batch_size` (keep it ≈ worker concurrency: prefetched jobs belong to the fetching
-/// worker).
-pub fn apalis_config<J: Job>(settings: &RedisSettings, batch_size: usize) -> Config {
-    namespace_config(settings, &J::namespace(settings), batch_size)
-}
-
-/// [`apalis_config`] for the queue `namespace` (for payloads that are not Kiln jobs, such as
-/// the benchmark's no-op job).
-pub fn namespace_config(settings: &RedisSettings, namespace: &str, batch_size: usize) -> Config {
-    Config::default()
-        .queue(namespace)
-        .batch_size(batch_size)
-        .heartbeat_interval(Duration::from_secs(settings.heartbeat_secs))
-        .missed_heartbeats(settings.missed_heartbeats as usize)
-}
-
-/// Opens a Redis connection manager with the configured response timeout (the 500 ms default
-/// turns a slow reply into a fatal worker error, apalis-redis#76).
-///
-/// # Errors
-/// [`QueueError::Redis`] when the URL is malformed or Redis does not answer.
-pub async fn connect_redis(settings: &RedisSettings) -> Result<ConnectionManager, QueueError> {
-    let timeout = Duration::from_millis(settings.response_timeout_ms);
-    let cfg = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(timeout))
-        .set_connection_timeout(Some(timeout));
-    Ok(
-        ConnectionManager::new_with_config(redis::Client::open(settings.url.as_str())?, cfg)
-            .await?,
-    )
-}
-
 /// Whether [`Queue::push`] queued a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pushed {
@@ -113,193 +84,158 @@ pub enum Pushed {
     AlreadyQueued,
 }
 
-/// Atomically readies a task id for a new push: when the task with that id has finished (meta
-/// `status` `Done` or `Killed`), removes it from the done and dead sets and deletes its payload
-/// and meta hash, so the push that follows is not a no-op (apalis-redis' push is `HSETNX` on the
-/// payload). Returns 1 when the task is still waiting or running, else 0.
-///
-/// KEYS: meta hash of the task, done set, dead set, data hash. ARGV: task id.
-static RESET_FINISHED: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then
-    return 0
-end
-if status == 'Done' or status == 'Killed' then
-    redis.call('SREM', KEYS[2], ARGV[1])
-    redis.call('SREM', KEYS[3], ARGV[1])
-    redis.call('HDEL', KEYS[4], ARGV[1])
-    redis.call('DEL', KEYS[1])
-    return 0
-end
-return 1
-",
-    )
-});
+/// An open connection to the queue backend, shared by every [`Queue`] of a process.
+#[derive(Clone)]
+pub enum QueueConnection {
+    /// apalis-redis (the fleet).
+    Redis(ConnectionManager),
+    /// apalis-sqlite (standalone), on the queue file beside the upload store.
+    Sqlite(SqlitePool),
+}
 
-/// One apalis-redis queue carrying `J`: pushes under caller-chosen (derived) task ids, and
-/// reads task state and depth.
-pub struct Queue<J: Job> {
-    storage: RedisStorage<J>,
-    conn: ConnectionManager,
-    config: Config,
-    namespace: String,
-    _job: PhantomData<fn() -> J>,
+impl std::fmt::Debug for QueueConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Redis(_) => "QueueConnection::Redis",
+            Self::Sqlite(_) => "QueueConnection::Sqlite",
+        })
+    }
+}
+
+/// Connects to the queue that goes with upload store `db`: Redis at `redis.url` beside
+/// Postgres, the apalis-sqlite file beside a SQLite store ([`sqlite::queue_url`]). This is the
+/// one place the queue backend is chosen.
+///
+/// # Errors
+/// [`QueueError`] when Redis does not answer or the queue file's URL does not parse.
+pub async fn connect(
+    settings: &RedisSettings,
+    db: &Db,
+    database_url: &str,
+) -> Result<QueueConnection, QueueError> {
+    match db {
+        Db::Postgres(_) => Ok(QueueConnection::Redis(connect_redis(settings).await?)),
+        Db::Sqlite(_) => Ok(QueueConnection::Sqlite(sqlite::connect(database_url)?)),
+    }
+}
+
+/// Creates or updates the queue's own tables (apalis-sqlite's migrations; Redis has none).
+///
+/// # Errors
+/// [`QueueError`] when a migration fails.
+pub async fn migrate(conn: &QueueConnection) -> Result<(), QueueError> {
+    match conn {
+        QueueConnection::Redis(_) => Ok(()),
+        QueueConnection::Sqlite(pool) => sqlite::migrate(pool).await,
+    }
+}
+
+/// One queue carrying `J`, on either backend. Cheap to clone.
+pub enum Queue<J: Job> {
+    /// On Redis.
+    Redis(self::redis::RedisQueue<J>),
+    /// On the SQLite queue file.
+    Sqlite(sqlite::SqliteQueue<J>),
 }
 
 impl<J: Job> Clone for Queue<J> {
     fn clone(&self) -> Self {
-        Self {
-            storage: self.storage.clone(),
-            conn: self.conn.clone(),
-            config: self.config.clone(),
-            namespace: self.namespace.clone(),
-            _job: PhantomData,
+        match self {
+            Self::Redis(q) => Self::Redis(q.clone()),
+            Self::Sqlite(q) => Self::Sqlite(q.clone()),
         }
     }
 }
 
-impl<J: Job> Queue<J> {
-    /// Connects to Redis.
-    ///
-    /// # Errors
-    /// [`QueueError::Redis`] when Redis does not answer.
-    pub async fn connect(settings: &RedisSettings) -> Result<Self, QueueError> {
-        Ok(Self::on(connect_redis(settings).await?, settings))
-    }
+macro_rules! dispatch {
+    ($self:expr, $q:ident => $body:expr) => {
+        match $self {
+            Queue::Redis($q) => $body,
+            Queue::Sqlite($q) => $body,
+        }
+    };
+}
 
-    /// The queue on an existing connection (no I/O).
-    pub fn on(conn: ConnectionManager, settings: &RedisSettings) -> Self {
-        let config = apalis_config::<J>(settings, 1);
-        let storage = RedisStorage::new(conn.clone()).with_config(config.clone());
-        Self {
-            storage,
-            conn,
-            config,
-            namespace: J::namespace(settings),
-            _job: PhantomData,
+impl<J: Job> Queue<J> {
+    /// `J`'s queue on an open connection (no I/O).
+    pub fn on(conn: &QueueConnection, settings: &RedisSettings) -> Self {
+        match conn {
+            QueueConnection::Redis(c) => {
+                Self::Redis(self::redis::RedisQueue::on(c.clone(), settings))
+            }
+            QueueConnection::Sqlite(p) => {
+                Self::Sqlite(sqlite::SqliteQueue::on(p.clone(), settings))
+            }
         }
     }
 
-    /// The apalis config (key names).
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    /// The Redis namespace, also the `queue` label of job metrics.
-    pub fn namespace(&self) -> &str {
-        &self.namespace
-    }
-
-    /// A raw connection, for inspection and locks.
-    pub fn connection(&self) -> ConnectionManager {
-        self.conn.clone()
-    }
-
-    /// Pushes `job` under task id `id`, runnable after `delay` (whole seconds; apalis scores
-    /// scheduled jobs in Unix seconds), unless a task with that id is still waiting or running.
-    /// A finished task with that id (done or dead) is cleared first, so the same id can be
-    /// queued again. Two concurrent callers push at most one task: apalis-redis stores a
-    /// payload only if its id is new (`HSETNX`).
+    /// Pushes `job` under task id `id`, runnable after `delay` (whole seconds), unless a task
+    /// with that id is still waiting or running. A finished task with that id (done or dead)
+    /// is cleared first, so the same id can be queued again. Two concurrent callers push at
+    /// most one task.
     ///
     /// # Errors
-    /// [`QueueError`] when Redis refuses or does not answer.
+    /// [`QueueError`] when the backend refuses or does not answer.
     pub async fn push(
         &self,
         job: J,
         id: ulid::Ulid,
         delay: Duration,
     ) -> Result<Pushed, QueueError> {
-        let task_id = id.to_string();
-        let cfg = &self.config;
-        let mut c = self.conn.clone();
-        let live: i32 = RESET_FINISHED
-            .key(format!("{}:{task_id}", cfg.job_meta_hash()))
-            .key(cfg.done_jobs_set())
-            .key(cfg.dead_jobs_set())
-            .key(cfg.job_data_hash())
-            .arg(&task_id)
-            .invoke_async(&mut c)
-            .await?;
-        if live == 1 {
-            return Ok(Pushed::AlreadyQueued);
-        }
-        let mut builder = TaskBuilder::new(job).task_id(TaskId::from_ulid(id));
-        if !delay.is_zero() {
-            builder = builder.run_after(delay);
-        }
-        let mut storage = self.storage.clone();
-        storage
-            .push_task(builder.build())
-            .await
-            .map_err(|e| QueueError::Apalis(e.to_string()))?;
-        Ok(Pushed::Enqueued)
+        dispatch!(self, q => q.push(job, id, delay).await)
     }
 
-    /// Whether task `task_id` is still waiting or running: its meta hash exists with a status
-    /// other than `Done` or `Killed`. A flushed Redis or an unknown id reads as not live.
+    /// Whether task `task_id` is still waiting or running. A flushed Redis or an unknown id
+    /// reads as not live.
     ///
     /// # Errors
-    /// [`QueueError::Redis`] when Redis does not answer.
+    /// [`QueueError`] when the backend does not answer.
     pub async fn is_live(&self, task_id: &str) -> Result<bool, QueueError> {
-        let mut c = self.conn.clone();
-        let status: Option<String> = c
-            .hget(
-                format!("{}:{task_id}", self.config.job_meta_hash()),
-                "status",
-            )
-            .await?;
-        Ok(matches!(status.as_deref(), Some(s) if s != "Done" && s != "Killed"))
+        dispatch!(self, q => q.is_live(task_id).await)
     }
 
-    /// Removes task `task_id` from the dead set and deletes its stored payload and meta hash
-    /// (after a replay queued the next generation's task for the same upload).
+    /// Removes the dead task `task_id` (after a replay queued the next generation's task).
     ///
     /// # Errors
-    /// [`QueueError::Redis`] when Redis does not answer.
+    /// [`QueueError`] when the backend does not answer.
     pub async fn forget_dead(&self, task_id: &str) -> Result<(), QueueError> {
-        let mut c = self.conn.clone();
-        let cfg = &self.config;
-        redis::pipe()
-            .atomic()
-            .srem(cfg.dead_jobs_set(), task_id)
-            .hdel(cfg.job_data_hash(), task_id)
-            .del(format!("{}:{task_id}", cfg.job_meta_hash()))
-            .query_async::<()>(&mut c)
-            .await?;
-        Ok(())
+        dispatch!(self, q => q.forget_dead(task_id).await)
     }
 
-    /// `PING`, for readiness probes.
+    /// A round trip to the backend, for readiness probes.
     ///
     /// # Errors
-    /// [`QueueError::Redis`] when Redis does not answer.
+    /// [`QueueError`] when the backend does not answer.
     pub async fn ping(&self) -> Result<(), QueueError> {
-        let mut conn = self.conn.clone();
-        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
-        Ok(())
+        dispatch!(self, q => q.ping().await)
     }
 
     /// Job counts by state.
     ///
     /// # Errors
-    /// [`QueueError::Redis`] when Redis does not answer.
+    /// [`QueueError`] when the backend does not answer.
     pub async fn depth(&self) -> Result<QueueDepth, QueueError> {
-        let (mut c, cfg) = (self.conn.clone(), &self.config);
-        let workers: Vec<String> = c.zrange(cfg.workers_set(), 0, -1).await?;
-        let mut inflight = 0u64;
-        for w in &workers {
-            inflight += c
-                .scard::<_, u64>(format!("{}:{w}", cfg.inflight_jobs_set()))
-                .await?;
+        dispatch!(self, q => q.depth().await)
+    }
+
+    /// Takes the lock `name` for `ttl` so that one process in the fleet does a periodic chore
+    /// (the sweeper): `true` when this caller got it. A standalone instance is one process, so
+    /// on SQLite the answer is always `true`.
+    ///
+    /// # Errors
+    /// [`QueueError`] when Redis does not answer.
+    pub async fn try_lock(&self, name: &str, ttl: Duration) -> Result<bool, QueueError> {
+        match self {
+            Self::Redis(q) => q.try_lock(name, ttl).await,
+            Self::Sqlite(_) => Ok(true),
         }
-        Ok(QueueDepth {
-            scheduled: c.zcard(cfg.scheduled_jobs_set()).await?,
-            active: c.llen(cfg.active_jobs_list()).await?,
-            inflight,
-            dead: c.scard(cfg.dead_jobs_set()).await?,
-            done: c.scard(cfg.done_jobs_set()).await?,
-        })
+    }
+
+    /// The Redis connection, on the Redis backend (for tests and inspection).
+    pub fn redis_connection(&self) -> Option<ConnectionManager> {
+        match self {
+            Self::Redis(q) => Some(q.connection()),
+            Self::Sqlite(_) => None,
+        }
     }
 }

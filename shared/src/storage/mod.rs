@@ -5,6 +5,7 @@
 //! ([`StorageError::Unavailable`]) and permanent ([`StorageError::Rejected`]) so callers can pick
 //! a retry policy without looking at SDK types.
 
+pub mod embedded;
 pub mod presign;
 
 use std::time::Duration;

@@ -20,7 +20,6 @@ use std::time::Duration;
 use chrono::Utc;
 use kiln_shared::db::uploads as db;
 use kiln_shared::domain::UploadState;
-use redis::AsyncCommands;
 use serde::Serialize;
 
 use super::runtime::JobContext;
@@ -119,8 +118,8 @@ impl SweepUploads {
 }
 
 /// Runs [`SweepUploads`] every `sweeper.interval_secs` until `stop` fires. Each tick takes a
-/// fleet-wide Redis lock (`{queue}:sweeper:lock`, `SET NX PX interval`), so one run starts per
-/// interval however many workers there are. Also puts the `tmp/` lifecycle rule on the bucket
+/// fleet-wide lock (`Queue::try_lock`: on Redis `{queue}:sweeper:lock`, `SET NX PX interval`),
+/// so one run starts per interval however many workers there are. Also puts the `tmp/` lifecycle rule on the bucket
 /// once, when allowed.
 pub async fn run_periodically(ctx: Arc<JobContext>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let cfg = ctx.settings.sweeper.clone();
@@ -134,7 +133,6 @@ pub async fn run_periodically(ctx: Arc<JobContext>, mut stop: tokio::sync::watch
         }
     }
     let interval = Duration::from_secs(cfg.interval_secs.max(1));
-    let lock_key = format!("{}:sweeper:lock", ctx.settings.redis.queue);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -142,14 +140,14 @@ pub async fn run_periodically(ctx: Arc<JobContext>, mut stop: tokio::sync::watch
             _ = ticker.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let mut conn = ctx.lifecycle.queue().connection();
-        let opts = redis::SetOptions::default()
-            .conditional_set(redis::ExistenceCheck::NX)
-            .with_expiration(redis::SetExpiry::PX(interval.as_millis() as u64));
-        let got: Result<Option<String>, _> = conn.set_options(&lock_key, "1", opts).await;
-        match got {
-            Ok(Some(_)) => {}
-            Ok(None) => continue, // another worker swept this interval
+        match ctx
+            .lifecycle
+            .queue()
+            .try_lock("sweeper:lock", interval)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => continue, // another worker swept this interval
             Err(e) => {
                 tracing::warn!(error = %e, "sweeper lock unavailable");
                 continue;
