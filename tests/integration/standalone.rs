@@ -24,7 +24,6 @@ use crate::helpers::{GOOD_DIRS, kiln_bin, photos, send_to_s3};
 struct Serve {
     dir: PathBuf,
     child: Child,
-    api: String,
     client: KilnClient,
     http: reqwest::Client,
 }
@@ -95,7 +94,6 @@ impl Serve {
             dir: dir.to_owned(),
             child,
             client: KilnClient::new(&api, &token).unwrap(),
-            api,
             http: reqwest::Client::new(),
         }
     }

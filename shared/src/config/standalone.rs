@@ -212,8 +212,9 @@ impl DataDir {
 
     /// `settings` pointed at this data directory: the SQLite upload store (and so the
     /// apalis-sqlite queue beside it), the embedded S3 endpoint at `s3_endpoint` with the
-    /// generated credentials and bucket [`BUCKET`], and the generated token key. Everything
-    /// else (limits, renditions, listen addresses) is kept.
+    /// generated credentials and bucket [`BUCKET`], the generated token key, and no bucket
+    /// lifecycle rule (the endpoint has none). Everything else (limits, renditions, listen
+    /// addresses) is kept.
     pub fn apply(&self, mut settings: Settings, secrets: &Secrets, s3_endpoint: &str) -> Settings {
         settings.database.url = format!("sqlite://{}", self.database().display());
         settings.storage.endpoint = s3_endpoint.to_owned();
@@ -223,6 +224,9 @@ impl DataDir {
         settings.storage.access_key_id = secrets.s3_access_key_id.clone();
         settings.storage.secret_access_key = secrets.s3_secret_access_key.clone();
         settings.auth.jwt_secret = secrets.jwt_secret.clone();
+        // The embedded endpoint has no bucket lifecycle rules (501); the sweeper deletes
+        // expired temporary objects itself.
+        settings.sweeper.lifecycle_rule = false;
         settings
     }
 }
