@@ -132,8 +132,8 @@ pub async fn migrate(conn: &QueueConnection) -> Result<(), QueueError> {
 
 /// One queue carrying `J`, on either backend. Cheap to clone.
 pub enum Queue<J: Job> {
-    /// On Redis.
-    Redis(self::redis::RedisQueue<J>),
+    /// On Redis (boxed: its connection manager and config dwarf the SQLite pool handle).
+    Redis(Box<self::redis::RedisQueue<J>>),
     /// On the SQLite queue file.
     Sqlite(sqlite::SqliteQueue<J>),
 }
@@ -161,7 +161,7 @@ impl<J: Job> Queue<J> {
     pub fn on(conn: &QueueConnection, settings: &RedisSettings) -> Self {
         match conn {
             QueueConnection::Redis(c) => {
-                Self::Redis(self::redis::RedisQueue::on(c.clone(), settings))
+                Self::Redis(Box::new(self::redis::RedisQueue::on(c.clone(), settings)))
             }
             QueueConnection::Sqlite(p) => {
                 Self::Sqlite(sqlite::SqliteQueue::on(p.clone(), settings))

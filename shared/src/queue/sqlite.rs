@@ -128,7 +128,7 @@ impl<J: Job> SqliteQueue<J> {
         let payload = serde_json::to_vec(&job).map_err(|e| QueueError::Apalis(e.to_string()))?;
         let mut builder = TaskBuilder::new(payload)
             .task_id(TaskId::from_ulid(id))
-            .idempotency_key(&id.to_string())
+            .idempotency_key(id.to_string())
             .max_attempts(MAX_DELIVERIES);
         if !delay.is_zero() {
             builder = builder.run_after(delay);
