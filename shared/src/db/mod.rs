@@ -193,9 +193,17 @@ pub async fn ping(db: &Db) -> Result<(), DbError> {
 }
 
 /// The current time, bound into every statement that stamps or compares a time, so both engines
-/// use one clock (the process's; hosts of a fleet keep theirs in sync).
+/// use one clock (the process's; hosts of a fleet keep theirs in sync). Truncated to
+/// microseconds, Postgres' `timestamptz` precision, so SQLite stores the same instant and a
+/// row copied between them (`kiln transfer`) keeps it exactly.
 pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
-    chrono::Utc::now()
+    micros(chrono::Utc::now())
+}
+
+/// `t` truncated to whole microseconds.
+pub(crate) fn micros(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound as _;
+    t.trunc_subsecs(6)
 }
 
 /// `now() - d`, for "older than `d`" comparisons.

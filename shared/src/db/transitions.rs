@@ -11,7 +11,7 @@ use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
 
 use super::uploads::{UPLOAD_COLUMNS, UploadRow};
-use super::{Db, DbError, ago, now, with_pool};
+use super::{Db, DbError, ago, micros, now, with_pool};
 use crate::domain::{
     Derivative, ErrorCode, ImageMetadata, OwnerId, Upload, UploadId, UploadMethod, UploadState,
 };
@@ -71,7 +71,7 @@ pub async fn insert_pending(db: &Db, new: &NewUpload<'_>) -> Result<Upload, DbEr
         .bind(new.byte_size)
         .bind(new.method.as_str())
         .bind(new.temp_key)
-        .bind(new.expires_at)
+        .bind(micros(new.expires_at))
         .bind(now())
         .fetch_one(p)
         .await)?;
