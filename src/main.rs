@@ -2,8 +2,9 @@
 //! (`kiln serve`, the standalone default), the API (`kiln api`), a worker (`kiln worker`),
 //! migrations (`kiln migrate`), the upload client (`kiln upload FILE…`) and token minting
 //! (`kiln token`), dead-job inspection and replay (`kiln jobs`), and re-rendering derivatives
-//! after a recipe changed (`kiln renditions regenerate`). Thin: parse arguments, load settings,
-//! call into the crates. The benchmarks are a separate binary of the workspace, `kiln-bench`
+//! after a recipe changed (`kiln renditions regenerate`), plus the hidden `kiln decode-child`
+//! that workers start as their jailed decoders (`kiln_worker::jail`). Thin: parse arguments,
+//! load settings, call into the crates. The benchmarks are a separate binary of the workspace, `kiln-bench`
 //! (`bench/`), so they do not ship in this one.
 
 mod cli;
@@ -50,11 +51,28 @@ enum Command {
     /// Re-render derivatives after a rendition recipe changed.
     #[command(subcommand)]
     Renditions(cli::renditions::RenditionsCommand),
+    /// A worker's jailed decoder child (started by the worker; see `kiln_worker::jail`).
+    #[command(hide = true, name = "decode-child")]
+    DecodeChild(cli::decode_child::DecodeChildArgs),
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Command::DecodeChild(a) = &args.command {
+        // A decoder child reads no settings, sets up no logging (its events go back to the
+        // worker) and starts no async runtime: it confines itself and serves its pipes.
+        return cli::decode_child::run(a);
+    }
+    // Workers started from this process (`kiln worker`, `kiln serve`) run this executable as
+    // their decoder children.
+    kiln_worker::jail::this_executable_serves_children();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let settings = kiln_shared::Settings::load(args.config.as_deref())?;
     kiln_shared::telemetry::init(&settings.telemetry);
     let data_dir = args.data_dir.as_deref();
@@ -71,6 +89,11 @@ async fn main() -> anyhow::Result<()> {
             (settings, Some(api))
         }
         _ => (settings, None),
+    };
+    let settings = if matches!(args.command, Command::Worker) {
+        worker_settings(settings)?
+    } else {
+        settings
     };
     match args.command {
         Command::Serve(a) => {
@@ -91,5 +114,23 @@ async fn main() -> anyhow::Result<()> {
         Command::Transfer(a) => cli::transfer::run(settings, &a).await,
         Command::Jobs(cmd) => cli::jobs::run(&settings, cmd).await,
         Command::Renditions(cmd) => cli::renditions::run(&settings, cmd).await,
+        Command::DecodeChild(_) => unreachable!("handled before the runtime starts"),
     }
+}
+
+/// A worker's settings without the token signing key: workers never verify tokens, so they
+/// must not hold one. A configured key is still checked, so a weak key in a configuration
+/// shared with the API is refused by every process that reads it.
+///
+/// # Errors
+/// The [`kiln_shared::config::KeyError`] of a short, published or guessable `auth.jwt_secret`.
+fn worker_settings(mut settings: kiln_shared::Settings) -> anyhow::Result<kiln_shared::Settings> {
+    use secrecy::ExposeSecret as _;
+    let secret = settings.auth.jwt_secret.expose_secret();
+    if !secret.is_empty() {
+        kiln_shared::config::auth_check_secret(secret)?;
+        tracing::info!("auth.jwt_secret is set but workers never verify tokens; dropping it");
+    }
+    settings.auth.jwt_secret = String::new().into();
+    Ok(settings)
 }

@@ -4,12 +4,12 @@
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use kiln_shared::auth::{self, Principal};
+use kiln_shared::auth::Principal;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// A request with a valid `Authorization: Bearer <HS256 JWT>`.
+/// A request with a valid `Authorization: Bearer <JWT>`, checked by [`AppState::verifier`].
 #[derive(Debug, Clone)]
 pub struct Authenticated(pub Principal);
 
@@ -33,7 +33,9 @@ impl FromRequestParts<AppState> for Authenticated {
                     .or_else(|| h.strip_prefix("bearer "))
             })
             .ok_or_else(|| ApiError::Unauthorized("malformed Authorization header".into()))?;
-        auth::verify(&state.settings.auth.jwt_secret, token.trim())
+        state
+            .verifier
+            .verify(token.trim())
             .map(Authenticated)
             .map_err(|e| ApiError::Unauthorized(e.to_string()))
     }

@@ -48,10 +48,19 @@ pub enum ApiError {
         /// Request path.
         path: String,
     },
-    /// 400 `invalid_request`, 413 `upload_too_large` or 415 `unsupported_content_type`: the
-    /// request broke a constraint the OpenAPI document declares.
+    /// 400 `invalid_request` or `invalid_filename`, 413 `upload_too_large` or 415
+    /// `unsupported_content_type`: the request broke a constraint the OpenAPI document declares.
     #[error(transparent)]
     Rejected(#[from] Rejection),
+    /// 413 Content Too Large (RFC 9110 §15.5.14) with code `invalid_request`: the request body
+    /// is over `api.max_body_bytes`. The one status that is not its code's: the body is
+    /// malformed for this server (`invalid_request`), and 413 tells HTTP clients and proxies
+    /// not to retry it unchanged.
+    #[error("the request body is over the {max}-byte limit (api.max_body_bytes)")]
+    BodyTooLarge {
+        /// The limit, in bytes.
+        max: usize,
+    },
     /// A lifecycle call failed: 404 `not_found`, 409 `object_missing`, 422 `size_mismatch`, or
     /// a dependency's code.
     #[error(transparent)]
@@ -75,11 +84,15 @@ impl ApiError {
         Self::Rejected(Rejection::invalid(message))
     }
 
-    /// Status and stable code, both from the taxonomy table.
+    /// Status and stable code, both from the taxonomy table (but for [`Self::BodyTooLarge`],
+    /// 413 with `invalid_request`).
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         let code = self.code();
-        let status =
-            StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = match self {
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::from_u16(code.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        };
         (status, code.as_str())
     }
 
@@ -87,7 +100,7 @@ impl ApiError {
     /// for a 5xx.
     pub fn client_message(&self) -> String {
         let code = self.code();
-        if code.http_status() >= 500 {
+        if self.status_and_code().0.is_server_error() {
             code.client_message().to_owned()
         } else {
             self.to_string()
@@ -104,6 +117,7 @@ impl Classify for ApiError {
             Self::RouteNotFound { .. } => ErrorCode::RouteNotFound,
             Self::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
             Self::Rejected(e) => e.code(),
+            Self::BodyTooLarge { .. } => ErrorCode::InvalidRequest,
             Self::Lifecycle(e) => e.code(),
             Self::Storage(e) => e.code(),
             Self::Database(e) => e.code(),

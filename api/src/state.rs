@@ -1,7 +1,7 @@
 //! `AppState`: what every handler shares (settings, the upload lifecycle, the Postgres pool and
-//! S3 client for reads, metrics).
+//! S3 client for reads, metrics, the readiness cache).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use kiln_shared::Settings;
@@ -15,6 +15,9 @@ use kiln_shared::storage::Storage;
 pub struct AppState {
     /// Loaded settings.
     pub settings: Arc<Settings>,
+    /// Verifies bearer tokens (`auth.*`: the HS256 secret or the public keys, `iss`, `aud`,
+    /// the longest lifetime).
+    pub verifier: Arc<kiln_shared::auth::Verifier>,
     /// The upload lifecycle: every state change and its queue work goes through it.
     pub lifecycle: Lifecycle,
     /// Postgres pool, for reads (the lifecycle's).
@@ -23,6 +26,9 @@ pub struct AppState {
     pub storage: Storage,
     /// This process's metrics.
     pub metrics: Arc<Metrics>,
-    /// When the Postgres/Redis gauges were last read.
-    pub gauges_refreshed: Arc<Mutex<Option<Instant>>>,
+    /// When the Postgres/Redis gauges of `/metrics` were last read; the lock is held across a
+    /// refresh, so concurrent scrapes share one.
+    pub gauges_refreshed: Arc<tokio::sync::Mutex<Option<Instant>>>,
+    /// The cached, single-flight readiness answer of `/readyz`.
+    pub readiness: Arc<crate::routes::health::Readiness>,
 }

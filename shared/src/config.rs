@@ -9,18 +9,25 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::domain::rendition::Rendition;
-
+mod api;
+mod auth;
 mod env;
 pub mod standalone;
+mod worker;
+
+pub use api::ApiSettings;
+pub use auth::{AuthSettings, KeyError, check_secret as auth_check_secret};
+pub use worker::{JailSettings, WorkerSettings};
 
 /// Serialises a secret in clear. Settings are serialised only to seed figment's defaults layer
 /// and for [`Settings::to_env`]; `Debug` still redacts secrets, so logging them leaks nothing.
-fn expose_secret<S: serde::Serializer>(secret: &SecretString, ser: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn expose_secret<S: serde::Serializer>(
+    secret: &SecretString,
+    ser: S,
+) -> Result<S::Ok, S::Error> {
     ser.serialize_str(secret.expose_secret())
 }
 
@@ -158,8 +165,16 @@ impl Settings {
             "worker.retry_base_delay_ms must be > 0 and <= worker.retry_max_delay_ms",
         )?;
         rule(
-            self.auth.jwt_secret.expose_secret().len() >= 16,
-            "auth.jwt_secret must be at least 16 bytes",
+            self.auth.max_ttl_secs > 0 && self.auth.token_ttl_secs <= self.auth.max_ttl_secs,
+            "auth.max_ttl_secs must be > 0 and auth.token_ttl_secs <= auth.max_ttl_secs",
+        )?;
+        rule(
+            self.worker.job_timeout_secs > 0 && self.worker.memory_budget_bytes > 0,
+            "worker.job_timeout_secs and worker.memory_budget_bytes must be > 0",
+        )?;
+        rule(
+            self.api.max_body_bytes > 0 && self.api.max_replay_ids > 0,
+            "api.max_body_bytes and api.max_replay_ids must be > 0",
         )?;
         Ok(())
     }
@@ -279,115 +294,6 @@ impl Default for StorageSettings {
     }
 }
 
-/// HTTP API settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ApiSettings {
-    /// Listen address (`KILN__API__LISTEN`), e.g. `127.0.0.1:8080`; port 0 picks a free port.
-    pub listen: SocketAddr,
-    /// Largest accepted upload, in bytes.
-    pub max_upload_bytes: u64,
-    /// Lifetime of a presigned PUT URL or POST policy, in seconds.
-    pub upload_expiry_secs: u64,
-    /// Content types a client may declare (the worker sniffs the real format anyway).
-    pub allowed_content_types: Vec<String>,
-}
-
-impl Default for ApiSettings {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            max_upload_bytes: 100 * 1024 * 1024,
-            upload_expiry_secs: 900,
-            allowed_content_types: [
-                "image/jpeg",
-                "image/png",
-                "image/gif",
-                "image/webp",
-                "image/tiff",
-                "image/heic",
-                "image/heif",
-                "image/avif",
-            ]
-            .map(String::from)
-            .to_vec(),
-        }
-    }
-}
-
-/// JWT settings (HS256).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct AuthSettings {
-    /// HMAC secret for HS256 tokens (`KILN__AUTH__JWT_SECRET`).
-    #[serde(serialize_with = "expose_secret")]
-    pub jwt_secret: SecretString,
-    /// Lifetime of tokens minted by `kiln token`, in seconds.
-    pub token_ttl_secs: u64,
-}
-
-impl Default for AuthSettings {
-    fn default() -> Self {
-        Self {
-            jwt_secret: SecretString::from("dev-secret-change-me".to_owned()),
-            token_ttl_secs: 24 * 3600,
-        }
-    }
-}
-
-/// Worker settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct WorkerSettings {
-    /// Address of the worker's `/metrics` (`KILN__WORKER__METRICS_LISTEN`); port 0 picks a
-    /// free port.
-    pub metrics_listen: SocketAddr,
-    /// ProcessUpload jobs processed at once by one worker process.
-    pub concurrency: usize,
-    /// RenderRenditions jobs (re-renders queued by `kiln renditions regenerate`) processed at
-    /// once by one worker process, besides `concurrency`.
-    pub renditions_concurrency: usize,
-    /// Attempts for transient failures, the first included.
-    pub max_attempts: u32,
-    /// Base delay of the retry backoff, in milliseconds: after attempt n the upload waits a
-    /// uniformly random time in `c/2 ..= c`, `c = min(retry_max_delay_ms, retry_base_delay_ms ×
-    /// 2^(n-1))` (see `kiln_shared::retry`).
-    pub retry_base_delay_ms: u64,
-    /// Cap of the retry backoff, in milliseconds.
-    pub retry_max_delay_ms: u64,
-    /// Time a stopping worker gives in-flight jobs, in seconds.
-    pub shutdown_timeout_secs: u64,
-    /// Largest original the worker will fetch and decode, in bytes.
-    pub max_encoded_bytes: u64,
-    /// Largest decoded image, in pixels (width × height).
-    pub max_pixels: u64,
-    /// Largest width or height, in pixels.
-    pub max_dimension: u32,
-    /// Most frames an animated GIF or WebP may declare; the first frame is rendered.
-    pub max_frames: u32,
-    /// The renditions rendered for every upload.
-    pub renditions: Vec<Rendition>,
-}
-
-impl Default for WorkerSettings {
-    fn default() -> Self {
-        Self {
-            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9101)),
-            concurrency: 2,
-            renditions_concurrency: 1,
-            max_attempts: 5,
-            retry_base_delay_ms: 1_000,
-            retry_max_delay_ms: 60_000,
-            shutdown_timeout_secs: 20,
-            max_encoded_bytes: 100 * 1024 * 1024,
-            max_pixels: 100_000_000,
-            max_dimension: 30_000,
-            max_frames: 1_000,
-            renditions: Rendition::defaults(),
-        }
-    }
-}
-
 /// Sweeper settings. Every worker process runs the sweeper; a Redis lock lets one run at a time
 /// across the fleet.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -456,6 +362,7 @@ pub enum LogFormat {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::rendition::Rendition;
 
     #[test]
     fn defaults_are_valid() {

@@ -1,5 +1,6 @@
 //! Subcommand implementations.
 
+pub mod decode_child;
 pub mod jobs;
 pub mod renditions;
 pub mod serve;

@@ -26,9 +26,15 @@ pub async fn shutdown_signal() {
 /// `KILN_API_ADDR={addr}` on stdout ([`kiln_api::startup::LISTEN_ADDR_LINE`]), so a parent that
 /// asked for port 0 learns the port.
 pub async fn api(settings: Settings) -> anyhow::Result<()> {
+    // Refuse a missing or weak token key before touching anything.
+    kiln_shared::auth::Verifier::from_settings(&settings.auth)?;
     migrate(settings.clone()).await?;
     let app = kiln_api::Application::build(settings).await?;
     announce(kiln_api::startup::LISTEN_ADDR_LINE, app.local_addr());
+    // `api.admin_listen`: `KILN_API_ADMIN_ADDR={addr}` ([`kiln_api::startup::ADMIN_ADDR_LINE`]).
+    if let Some(addr) = app.admin_addr() {
+        announce(kiln_api::startup::ADMIN_ADDR_LINE, addr);
+    }
     app.run_until_stopped(shutdown_signal()).await
 }
 

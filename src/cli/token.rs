@@ -1,8 +1,11 @@
-//! `kiln token --sub ID [--admin]`: mints a development HS256 JWT from `auth.jwt_secret`.
+//! `kiln token --sub ID [--admin] [--ttl S]`: mints an HS256 JWT with `auth.jwt_secret`
+//! ([`kiln_shared::auth::Signer`]: at most `auth.max_ttl_secs`, with `iss`/`aud` when set).
+//! With a public key configured the host application mints tokens, and this refuses.
 
 use std::time::Duration;
 
 use kiln_shared::Settings;
+use kiln_shared::auth::Signer;
 use kiln_shared::domain::OwnerId;
 
 /// Arguments of `kiln token`.
@@ -14,19 +17,21 @@ pub struct TokenArgs {
     /// Add the `admin` scope.
     #[arg(long)]
     admin: bool,
-    /// Lifetime in seconds (default `auth.token_ttl_secs`).
+    /// Lifetime in seconds: 1 ..= `auth.max_ttl_secs` (default `auth.token_ttl_secs`).
     #[arg(long)]
     ttl: Option<u64>,
 }
 
 /// Prints the token on stdout.
+///
+/// # Errors
+/// An invalid owner id, a missing/short/published secret, a public-key configuration, or a
+/// lifetime out of range (each message names the setting or flag).
 pub fn run(settings: &Settings, args: &TokenArgs) -> anyhow::Result<()> {
     let owner = OwnerId::parse(&args.sub)?;
     let ttl = Duration::from_secs(args.ttl.unwrap_or(settings.auth.token_ttl_secs));
-    println!(
-        "{}",
-        kiln_shared::auth::mint(&settings.auth.jwt_secret, &owner, args.admin, ttl)?
-    );
+    let signer = Signer::from_settings(&settings.auth)?;
+    println!("{}", signer.mint(&owner, args.admin, ttl)?);
     Ok(())
 }
 
@@ -36,14 +41,9 @@ pub const LOCAL_OWNER: &str = "local";
 /// A token for owner [`LOCAL_OWNER`] (no admin scope), valid `auth.token_ttl_secs`.
 ///
 /// # Errors
-/// When signing fails.
+/// When `auth.*` gives no signing key.
 pub fn mint_local(settings: &Settings) -> anyhow::Result<String> {
     let owner = OwnerId::parse(LOCAL_OWNER)?;
     let ttl = Duration::from_secs(settings.auth.token_ttl_secs);
-    Ok(kiln_shared::auth::mint(
-        &settings.auth.jwt_secret,
-        &owner,
-        false,
-        ttl,
-    )?)
+    Ok(Signer::from_settings(&settings.auth)?.mint(&owner, false, ttl)?)
 }

@@ -8,7 +8,7 @@ use kiln_shared::wire::{Dependency, ErrorBody, Health, UploadPage, UploadView};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{TestOptions, spawn_app, spawn_app_with, token_for};
+use crate::helpers::{TestOptions, random_secret, spawn_app, spawn_app_with, token_for};
 
 fn jpeg_bytes(n: usize) -> Vec<u8> {
     let mut v = vec![0xFF, 0xD8, 0xFF, 0xE0];
@@ -38,20 +38,17 @@ async fn missing_bad_or_expired_tokens_get_401() {
     assert_eq!(error_code(resp).await, ErrorCode::Unauthorized);
 
     let mut other = app.settings.clone();
-    other.auth.jwt_secret = "another-secret".to_owned().into();
+    other.auth.jwt_secret = random_secret();
     let forged = token_for(&other, &app.owner, false);
     for token in [forged.as_str(), "not-a-jwt"] {
         let resp = app.create_upload_as(token, &body).await;
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "token {token}");
     }
-    let expired = kiln_shared::auth::mint(
-        &app.settings.auth.jwt_secret,
-        &app.owner,
-        false,
-        Duration::ZERO,
-    )
-    .unwrap();
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let expired = kiln_shared::auth::Signer::from_settings(&app.settings.auth)
+        .unwrap()
+        .mint(&app.owner, false, Duration::from_secs(1))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(
         app.create_upload_as(&expired, &body).await.status(),
         StatusCode::UNAUTHORIZED

@@ -68,6 +68,9 @@ pub fn good_photos() -> Vec<PathBuf> {
     GOOD_DIRS.iter().flat_map(|d| photos(d)).collect()
 }
 
+/// A change to a [`TestApp`]'s settings that may capture values (a key file's path).
+pub type SettingsChange = Box<dyn FnOnce(&mut Settings) + Send>;
+
 /// Options for [`spawn_app_with`].
 #[derive(Default)]
 pub struct TestOptions {
@@ -79,6 +82,8 @@ pub struct TestOptions {
     pub worker_settings: Option<fn(&mut Settings)>,
     /// Another Redis (e.g. a private server a test may FLUSHALL).
     pub redis_url: Option<String>,
+    /// Changes to the settings of both the API and the worker, made last (e.g. `auth.*`).
+    pub settings: Option<SettingsChange>,
 }
 
 /// A running API + worker on isolated state.
@@ -128,12 +133,21 @@ fn unique(prefix: &str) -> String {
 
 /// Base settings from the environment (`eval "$(scripts/services)"`).
 fn base_settings() -> Settings {
-    let s = Settings::load(None).expect("settings");
+    let mut s = Settings::load(None).expect("settings");
     assert!(
         !s.storage.access_key_id.is_empty(),
         "S3 credentials are not set: run `eval \"$(scripts/services)\"` first"
     );
+    if s.auth.jwt_secret.expose_secret().is_empty() {
+        s.auth.jwt_secret = random_secret();
+    }
     s
+}
+
+/// A fresh HS256 secret for one test app: 64 hex digits of 32 random bytes.
+pub fn random_secret() -> secrecy::SecretString {
+    let bytes: Vec<u8> = (0..32).map(|_| fastrand::u8(..)).collect();
+    secrecy::SecretString::from(hex::encode(bytes))
 }
 
 /// Spawns an API and a worker with default test options.
@@ -212,6 +226,9 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
     if let Some(e) = opts.upload_expiry_secs {
         settings.api.upload_expiry_secs = e;
     }
+    if let Some(change) = opts.settings {
+        change(&mut settings);
+    }
     settings.validate().expect("test settings are valid");
 
     let db = kiln_shared::db::connect(&settings.database).unwrap();
@@ -242,7 +259,12 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
         async move { app.run_until_stopped(fut).await.expect("api failed") }
     }));
     let owner = OwnerId::parse(&unique("owner-")).unwrap();
-    let token = token_for(&settings, &owner, false);
+    // With a public key configured Kiln cannot mint: the test signs its own tokens.
+    let token = if settings.auth.uses_public_key() {
+        String::new()
+    } else {
+        token_for(&settings, &owner, false)
+    };
     let mut app = TestApp {
         address,
         client: Client::builder()
@@ -280,13 +302,10 @@ fn with_database(url: &str, db: &str) -> String {
 
 /// A token for `owner` signed with the app's secret.
 pub fn token_for(settings: &Settings, owner: &OwnerId, admin: bool) -> String {
-    kiln_shared::auth::mint(
-        &settings.auth.jwt_secret,
-        owner,
-        admin,
-        Duration::from_secs(3600),
-    )
-    .unwrap()
+    kiln_shared::auth::Signer::from_settings(&settings.auth)
+        .expect("the test app has a signing key")
+        .mint(owner, admin, Duration::from_secs(3600))
+        .unwrap()
 }
 
 /// Hex SHA-256.
@@ -321,12 +340,16 @@ pub fn spawn_worker_process(settings: &Settings) -> tokio::process::Child {
 
 /// `kiln {role}` with `settings` as its only configuration (a clean environment but `PATH`
 /// and [`Settings::to_env`], logging at `error` unless the caller sets
-/// `KILN__TELEMETRY__FILTER`), stdout discarded, killed on drop. The caller chooses stderr
+/// `KILN__TELEMETRY__FILTER`), stdout discarded, killed on drop. A worker gets no token
+/// signing key (it never verifies a token). The caller chooses stderr
 /// and spawns it; to learn the port a child bound for port 0, set stdout to piped and call
 /// [`reported_addr`].
 pub fn kiln_command(role: &str, settings: &Settings) -> tokio::process::Command {
     let mut settings = settings.clone();
     settings.telemetry.filter = "error".into();
+    if role == "worker" {
+        settings.auth.jwt_secret = secrecy::SecretString::from(String::new());
+    }
     let mut cmd = tokio::process::Command::new(kiln_bin());
     cmd.arg(role)
         .env_clear()

@@ -3,10 +3,14 @@
 //! only `vipsthumbnail` (`scripts/deps`).
 
 mod api;
+mod bounded;
 mod chaos;
 mod faults;
 mod helpers;
+mod hostile;
 mod imaging;
+mod jail;
+mod keys;
 mod logs;
 mod metadata;
 mod metrics;

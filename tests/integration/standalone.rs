@@ -83,13 +83,18 @@ impl Serve {
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let api = format!("http://{}", api.expect("KILN_API_ADDR line"));
         let secrets = DataDir::new(dir).secrets().unwrap();
-        let token = kiln_shared::auth::mint(
-            &secrets.jwt_secret,
-            &OwnerId::parse("standalone-test").unwrap(),
-            false,
-            Duration::from_secs(3600),
-        )
-        .unwrap();
+        let auth = kiln_shared::config::AuthSettings {
+            jwt_secret: secrets.jwt_secret.clone(),
+            ..Default::default()
+        };
+        let token = kiln_shared::auth::Signer::from_settings(&auth)
+            .unwrap()
+            .mint(
+                &OwnerId::parse("standalone-test").unwrap(),
+                false,
+                Duration::from_secs(3600),
+            )
+            .unwrap();
         Self {
             dir: dir.to_owned(),
             child,

@@ -103,11 +103,39 @@ async fn the_bucket_gets_a_lifecycle_rule_for_tmp() {
         .send()
         .await
         .unwrap();
+    let id = app.storage.temp_lifecycle_rule_id();
     let rule = got
         .rules()
         .iter()
-        .find(|r| r.id() == Some("kiln-expire-tmp"))
+        .find(|r| r.id() == Some(id.as_str()))
         .expect("rule");
     assert_eq!(rule.expiration().and_then(|e| e.days()), Some(1));
+    // The bucket is shared by every test run: take this test's rule out again (merged, so other
+    // tests' rules stay).
+    let others: Vec<_> = got
+        .rules()
+        .iter()
+        .filter(|r| r.id() != Some(id.as_str()))
+        .cloned()
+        .collect();
+    let s3 = app.storage.client();
+    if others.is_empty() {
+        s3.delete_bucket_lifecycle()
+            .bucket(app.storage.bucket())
+            .send()
+            .await
+            .unwrap();
+    } else {
+        let config = kiln_shared::storage::sdk::types::BucketLifecycleConfiguration::builder()
+            .set_rules(Some(others))
+            .build()
+            .unwrap();
+        s3.put_bucket_lifecycle_configuration()
+            .bucket(app.storage.bucket())
+            .lifecycle_configuration(config)
+            .send()
+            .await
+            .unwrap();
+    }
     app.finish().await;
 }

@@ -24,6 +24,7 @@ use kiln_shared::queue::{self, ProcessUpload, QueueConnection, RenderRenditions}
 use kiln_shared::storage::Storage;
 use tokio::sync::watch;
 
+use crate::jail::Decoders;
 use crate::jobs::runtime::JobContext;
 use crate::jobs::{process_upload, render_renditions, sweep};
 
@@ -46,14 +47,17 @@ pub struct Worker {
     storage: Storage,
     metrics: Arc<Metrics>,
     listener: tokio::net::TcpListener,
+    decoders: Decoders,
 }
 
 impl Worker {
-    /// Prepares the database pool (lazily: nothing connects yet) and the S3 client, and binds
-    /// `worker.metrics_listen`.
+    /// Prepares the database pool (lazily: nothing connects yet) and the S3 client, binds
+    /// `worker.metrics_listen`, and starts the decoder jail (`worker.jail`: every child
+    /// spawned and confined before this returns; see [`crate::jail`]).
     ///
     /// # Errors
-    /// When the database URL is malformed or the metrics address cannot be bound.
+    /// When the database URL is malformed, the metrics address cannot be bound, or the jail
+    /// is enabled but cannot start its children (the error says why).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
         let pool = kiln_shared::db::connect(&settings.database)?;
@@ -63,12 +67,16 @@ impl Worker {
         let listener = tokio::net::TcpListener::bind(settings.worker.metrics_listen)
             .await
             .with_context(|| format!("while binding {}", settings.worker.metrics_listen))?;
+        let decoders = Decoders::start(&settings.worker)
+            .await
+            .context("while starting the decoder jail (worker.jail)")?;
         Ok(Self {
             settings,
             pool,
             storage,
             metrics,
             listener,
+            decoders,
         })
     }
 
@@ -103,6 +111,7 @@ impl Worker {
             storage,
             metrics,
             listener,
+            decoders,
         } = self;
         let (stop_tx, stop) = watch::channel(false);
         tokio::spawn(async move {
@@ -117,7 +126,7 @@ impl Worker {
         let mut backoff = Duration::from_secs(1);
         while !*stop.borrow() {
             let started = Instant::now();
-            let deps = (&pool, &storage, &metrics);
+            let deps = (&pool, &storage, &metrics, &decoders);
             match run_monitor(&settings, deps, stop.clone(), &mut sweeper).await {
                 Ok(()) if *stop.borrow() => break,
                 Ok(()) => tracing::error!("worker lost its queue connection"),
@@ -161,8 +170,9 @@ pub async fn run(
 /// Registers the ProcessUpload and RenderRenditions workers on backends `$uploads` and
 /// `$renditions` (both polled every `$poll`), the same way whichever queue backend they are on.
 macro_rules! monitor {
-    ($name:expr, $ctx:expr, $poll:expr, $uploads:expr, $renditions:expr, $settings:expr, $failed:expr) => {{
-        let (name, ctx, poll) = ($name, $ctx, $poll);
+    ($name:expr, $ctx:expr, $decoders:expr, $poll:expr, $uploads:expr, $renditions:expr, $settings:expr, $failed:expr) => {{
+        let (name, ctx, decoders, poll) = ($name, $ctx, $decoders, $poll);
+        let render_decoders = decoders.clone();
         let (backend, renditions_backend) = ($uploads, $renditions);
         let render_ctx = ctx.clone();
         let concurrency = $settings.worker.concurrency;
@@ -175,6 +185,7 @@ macro_rules! monitor {
                     .backend(backend.clone().poll_with_interval(poll))
                     .concurrency(concurrency)
                     .data(ctx.clone())
+                    .data(decoders.clone())
                     .catch_panic()
                     .parallelize(tokio::spawn)
                     .build(process_upload::handle)
@@ -184,6 +195,7 @@ macro_rules! monitor {
                     .backend(renditions_backend.clone().poll_with_interval(poll))
                     .concurrency(renditions_concurrency)
                     .data(render_ctx.clone())
+                    .data(render_decoders.clone())
                     .catch_panic()
                     .parallelize(tokio::spawn)
                     .build(render_renditions::handle)
@@ -202,7 +214,7 @@ macro_rules! monitor {
 /// shutdown or a worker failure. Starts the sweeper the first time the queue is reachable.
 async fn run_monitor(
     settings: &Arc<Settings>,
-    (pool, storage, metrics): (&Db, &Storage, &Arc<Metrics>),
+    (pool, storage, metrics, decoders): (&Db, &Storage, &Arc<Metrics>, &Decoders),
     stop: watch::Receiver<bool>,
     sweeper: &mut Option<tokio::task::JoinHandle<()>>,
 ) -> anyhow::Result<()> {
@@ -242,6 +254,7 @@ async fn run_monitor(
             monitor!(
                 name,
                 ctx,
+                decoders.clone(),
                 poll,
                 uploads,
                 renditions,
@@ -257,6 +270,7 @@ async fn run_monitor(
             monitor!(
                 name,
                 ctx,
+                decoders.clone(),
                 poll,
                 uploads,
                 renditions,

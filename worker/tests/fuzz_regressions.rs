@@ -12,6 +12,8 @@ const LIMITS: Limits = Limits {
     max_dimension: 4096,
     max_encoded_bytes: 4 * 1024 * 1024,
     max_frames: 50,
+    memory_budget_bytes: 256 * 1024 * 1024,
+    accept: None,
 };
 
 /// The `pipeline` fuzz target's one rendition.

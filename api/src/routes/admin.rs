@@ -8,7 +8,7 @@ use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::extract::{Json, Query};
 use crate::routes::openapi::{
-    Forbidden, Internal, InvalidRequest, Timeout, Unauthorized, Unavailable,
+    ContentTooLarge, Forbidden, Internal, InvalidRequest, Timeout, Unauthorized, Unavailable,
 };
 use crate::state::AppState;
 
@@ -62,9 +62,10 @@ pub async fn list(
 /// (idempotent: replaying twice enqueues once).
 ///
 /// # Errors
-/// 400 for a malformed body, unless exactly one of `ids` (1–1000) and `filter` is given, or
-/// for a bad filter; 401/403 without an admin token; 500 on an internal fault; 503 when
-/// Postgres or Redis is down.
+/// 400 for a malformed body, unless exactly one of `ids` (1 to `api.max_replay_ids`, default
+/// 1000) and `filter` is given, or for a bad filter; 401/403 without an admin token; 413 for a
+/// body over `api.max_body_bytes`; 500 on an internal fault; 503 when Postgres or Redis is
+/// down.
 #[utoipa::path(
     post,
     path = "/v1/admin/jobs/replay",
@@ -78,6 +79,7 @@ pub async fn list(
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 408, response = Timeout),
+        (status = 413, response = ContentTooLarge),
         (status = 500, response = Internal),
         (status = 503, response = Unavailable),
     )
@@ -87,7 +89,7 @@ pub async fn replay(
     Admin(_): Admin,
     Json(req): Json<ReplayRequest>,
 ) -> Result<Json<ReplayReport>, ApiError> {
-    req.validate()?;
+    req.validate(state.settings.api.max_replay_ids)?;
     let report = match (&req.ids, &req.filter) {
         (Some(ids), None) => state.lifecycle.replay(ids, req.dry_run).await?,
         (None, Some(f)) => {

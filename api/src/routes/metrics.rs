@@ -39,7 +39,8 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
 ///
 /// Every metric of this process in the Prometheus text format (0.0.4), with
 /// `kiln_uploads{state}` (one GROUP BY on Postgres) and `kiln_queue_jobs{queue,state}` (Redis
-/// key sizes) refreshed at most every 5 s.
+/// key sizes) refreshed at most every 5 s, by one scrape at a time (concurrent scrapes wait
+/// for it and share its result).
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -51,19 +52,13 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     )
 )]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let stale = {
-        let last = state
-            .gauges_refreshed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        last.is_none_or(|t| t.elapsed() > GAUGE_TTL)
-    };
-    if stale {
-        refresh_gauges(&state).await;
-        *state
-            .gauges_refreshed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    {
+        // Held across the refresh: single flight.
+        let mut last = state.gauges_refreshed.lock().await;
+        if last.is_none_or(|t| t.elapsed() > GAUGE_TTL) {
+            refresh_gauges(&state).await;
+            *last = Some(Instant::now());
+        }
     }
     ([(CONTENT_TYPE, PROMETHEUS_TEXT)], state.metrics.render())
 }

@@ -1,5 +1,6 @@
-//! HTTP routes: `/v1/uploads…` for owners, `/v1/admin/…` for operators, `/healthz`, `/readyz`,
-//! `/metrics` and `/openapi.json` for operations.
+//! HTTP routes: `/v1/uploads…` for owners, `/v1/admin/…` for operators, `/openapi.json`, and
+//! the operations routes `/healthz`, `/readyz` and `/metrics`, which move to their own listener
+//! when `api.admin_listen` is set ([`public`], [`operations`]).
 //!
 //! Every route is declared once, with `routes!` on a handler carrying `#[utoipa::path]`: that
 //! one declaration both registers the handler with axum and adds it to the OpenAPI document
@@ -20,18 +21,30 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Every route of the API (without middleware or fallbacks), with the OpenAPI document that
-/// describes them, for [`crate::startup`].
+/// describes them: [`public`] and [`operations`] together, as one listener serves them when
+/// `api.admin_listen` is unset.
 pub fn router() -> OpenApiRouter<AppState> {
+    public().merge(operations())
+}
+
+/// The owner and admin routes and `/openapi.json`, with the document's fixed parts.
+pub fn public() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(uploads::create, uploads::list))
         .routes(routes!(uploads::show))
         .routes(routes!(uploads::complete))
         .routes(routes!(admin::list))
         .routes(routes!(admin::replay))
+        .routes(routes!(openapi::openapi_json))
+}
+
+/// The operations routes: `/metrics`, `/healthz` and `/readyz` (no token; served on
+/// `api.admin_listen` when it is set).
+pub fn operations() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .routes(routes!(metrics::metrics))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
-        .routes(routes!(openapi::openapi_json))
 }
 
 /// The OpenAPI document of [`router`], as `/openapi.json` serves it.

@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use kiln_shared::config::ApiSettings;
-use kiln_shared::wire::CreateUpload;
+use kiln_shared::wire::{CreateUpload, ReplayRequest};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 
@@ -31,7 +31,9 @@ pub const BEARER: &str = "bearer";
                        policy), send the bytes to S3, complete it, and read its state, metadata \
                        and derivatives. Every error body is `{\"error\": {\"code\", \"message\"}}` \
                        with a stable snake_case code (its `code` enum lists them all); any \
-                       request may also end in an empty 408 after 30 s."
+                       request may also end in an empty 408 after 30 s, and any request whose \
+                       body is over the server's body limit (64 KiB by default) in a 413 \
+                       `invalid_request`."
     ),
     tags(
         (name = "uploads", description = "An owner's uploads (the owner is the token's `sub`)."),
@@ -42,6 +44,7 @@ pub const BEARER: &str = "bearer";
         schemas(ErrorBody),
         responses(
             InvalidRequest,
+            ContentTooLarge,
             Unauthorized,
             Forbidden,
             Timeout,
@@ -71,9 +74,15 @@ impl Modify for BearerScheme {
     }
 }
 
-/// `invalid_request`: a malformed body, path or query parameter, or a value out of range.
+/// `invalid_request`: a malformed body, path or query parameter, or a value out of range
+/// (`invalid_filename` for a `filename` that breaks its rule).
 #[derive(ToResponse)]
 pub struct InvalidRequest(pub ErrorBody);
+
+/// `invalid_request` with 413 (RFC 9110 Content Too Large): the request body is over the
+/// server's body limit (`api.max_body_bytes`).
+#[derive(ToResponse)]
+pub struct ContentTooLarge(pub ErrorBody);
 
 /// `unauthorized`: no, malformed, bad or expired bearer token.
 #[derive(ToResponse)]
@@ -104,12 +113,17 @@ pub struct Unavailable(pub ErrorBody);
 
 /// Fills `settings`' limits into `doc` (built from code, which cannot know them): the
 /// `CreateUpload` schema's `content_type` enum (`api.allowed_content_types`) and `byte_size`
-/// maximum (`api.max_upload_bytes`) ([`CreateUpload::schema_for`]).
+/// maximum (`api.max_upload_bytes`) ([`CreateUpload::schema_for`]), and the `ReplayRequest`
+/// schema's `ids` `maxItems` (`api.max_replay_ids`, [`ReplayRequest::schema_for`]).
 pub fn apply_settings(doc: &mut utoipa::openapi::OpenApi, api: &ApiSettings) {
     let components = doc.components.get_or_insert_with(Default::default);
     components.schemas.insert(
         CreateUpload::name().into_owned(),
         CreateUpload::schema_for(api),
+    );
+    components.schemas.insert(
+        ReplayRequest::name().into_owned(),
+        ReplayRequest::schema_for(api.max_replay_ids),
     );
 }
 

@@ -26,9 +26,11 @@ use crate::state::AppState;
 /// `tmp/{owner}/{id}`, bound to the declared size and type and to `api.upload_expiry_secs`.
 ///
 /// # Errors
-/// 400 for a malformed body, a bad filename or size, 413 over `api.max_upload_bytes`, 415 for
-/// a content type not in `api.allowed_content_types` (all before anything is signed or
-/// stored), 500 when signing fails, 503 when Postgres is down.
+/// 400 for a malformed body or size, 400 `invalid_filename` for an empty or overlong filename
+/// or one with a control or bidirectional formatting character, 413 over
+/// `api.max_upload_bytes` (or a body over `api.max_body_bytes`), 415 for a content type not in
+/// `api.allowed_content_types` (all before anything is signed or stored), 500 when signing
+/// fails, 503 when Postgres is down.
 #[utoipa::path(
     post,
     path = "/v1/uploads",
@@ -47,7 +49,7 @@ use crate::state::AppState;
         (status = 400, response = InvalidRequest),
         (status = 401, response = Unauthorized),
         (status = 408, response = Timeout),
-        (status = 413, description = "`upload_too_large`: `byte_size` is over `api.max_upload_bytes`", body = ErrorBody),
+        (status = 413, description = "`upload_too_large`: `byte_size` is over `api.max_upload_bytes`; or `invalid_request`: the body is over `api.max_body_bytes`", body = ErrorBody),
         (status = 415, description = "`unsupported_content_type`: `content_type` is not accepted", body = ErrorBody),
         (status = 500, response = Internal),
         (status = 503, response = Unavailable),

@@ -220,12 +220,15 @@ impl Fleet<'_> {
         }
         let http = Client::builder().timeout(Duration::from_secs(60)).build()?;
         let owner = OwnerId::parse("bench-fleet")?;
-        let token = kiln_shared::auth::mint(
-            &self.settings.auth.jwt_secret,
-            &owner,
-            false,
-            Duration::from_secs(3600),
-        )?;
+        let token = if standalone {
+            String::new() // minted below with the data directory's own key
+        } else {
+            kiln_shared::auth::Signer::from_settings(&self.settings.auth)?.mint(
+                &owner,
+                false,
+                Duration::from_secs(3600),
+            )?
+        };
         let role = if standalone { Role::Serve } else { Role::Api };
         let Process {
             child: mut api,
@@ -239,8 +242,15 @@ impl Fleet<'_> {
             ));
             let mut store = self.settings.database.clone();
             store.url = format!("sqlite://{}", data.database().display());
-            let secret = data.secrets()?.jwt_secret;
-            let token = kiln_shared::auth::mint(&secret, &owner, false, Duration::from_secs(3600))?;
+            let auth = kiln_shared::config::AuthSettings {
+                jwt_secret: data.secrets()?.jwt_secret,
+                ..Default::default()
+            };
+            let token = kiln_shared::auth::Signer::from_settings(&auth)?.mint(
+                &owner,
+                false,
+                Duration::from_secs(3600),
+            )?;
             (kiln_shared::db::connect(&store)?, token)
         } else {
             (self.db.clone(), token)

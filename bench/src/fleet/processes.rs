@@ -53,6 +53,10 @@ pub fn run_settings(settings: &Settings, queue: &str, api_port: u16, concurrency
     s.worker.metrics_listen = SocketAddr::from(([127, 0, 0, 1], 0));
     s.worker.concurrency = usize::from(concurrency);
     s.telemetry.format = LogFormat::Json;
+    if s.auth.check_key() == Err(kiln_shared::config::KeyError::Missing) {
+        // This run's own HS256 key (the fleet refuses to start without one).
+        s.auth.jwt_secret = kiln_shared::config::standalone::random_hex(32).into();
+    }
     s
 }
 

@@ -10,9 +10,15 @@
 //! `kiln-bench measure` process (see [`measure`]). Runs alternate which tool goes first, after
 //! one untimed warm-up run of each.
 //!
+//! With `--jail`, each image also goes `--repeat` times through the decoder jail as a worker
+//! runs it (a prespawned, confined `kiln decode-child`; [`jail`]), timed from request to
+//! response, and the thumb-only throughput runs twice, in process and jailed, so the report
+//! shows what the jail costs.
+//!
 //! Modules: this one runs the benchmark; [`model`] holds its results, [`report`] formats them
 //! (it imports [`model`], never this module).
 
+pub mod jail;
 pub mod measure;
 pub mod model;
 pub mod render_one;
@@ -28,6 +34,7 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use kiln_shared::Settings;
 
+use self::jail::Jail;
 use self::measure::Measurement;
 use self::model::{ImageResult, ToolResult};
 use self::render_one::{RenderOneArgs, RenderReport};
@@ -54,6 +61,10 @@ pub struct ImagesArgs {
     /// Length of the thumb-only throughput run, in seconds.
     #[arg(long, default_value_t = 5.0)]
     thumb_secs: f64,
+    /// Also run every image and the thumb-only throughput through the decoder jail (one
+    /// prespawned `kiln decode-child`: the `kiln` next to `kiln-bench`, or `KILN_BIN`).
+    #[arg(long)]
+    jail: bool,
 }
 
 /// Deletes the scratch directory when dropped.
@@ -142,6 +153,29 @@ impl Samples {
     }
 }
 
+/// Median time of `repeat` runs of the pipeline on `file` through `jail`, after one untimed.
+fn bench_jailed(
+    settings: &Settings,
+    jail: &Jail,
+    file: &Path,
+    repeat: u32,
+) -> anyhow::Result<Duration> {
+    let bytes = std::fs::read(file).with_context(|| format!("while reading {}", file.display()))?;
+    let limits = kiln_worker::imaging::Limits::from_settings(&settings.worker);
+    let renditions = &settings.worker.renditions;
+    let mut times = Vec::new();
+    for i in 0..=repeat {
+        let started = std::time::Instant::now();
+        jail.process(&bytes, renditions, &limits)
+            .with_context(|| format!("while processing {} in the jail", file.display()))?;
+        if i > 0 {
+            times.push(started.elapsed());
+        }
+    }
+    Ok(median(times))
+}
+
+#[allow(clippy::too_many_arguments)]
 fn bench_one(
     settings: &Settings,
     config: Option<&Path>,
@@ -149,6 +183,7 @@ fn bench_one(
     repeat: u32,
     scratch: &Path,
     bar: &ProgressBar,
+    jail: Option<&Jail>,
 ) -> anyhow::Result<ImageResult> {
     let exe = std::env::current_exe().context("while finding the kiln-bench executable")?;
     let mut kiln_cmd: Vec<OsString> = vec![exe.into_os_string()];
@@ -195,12 +230,17 @@ fn bench_one(
         }
         bar.inc(1);
     }
+    let kiln_jailed = match jail {
+        Some(jail) => Some(bench_jailed(settings, jail, file, repeat)?),
+        None => None,
+    };
     Ok(ImageResult {
         file: file.to_owned(),
         width: first.width,
         height: first.height,
         kiln: kiln.result(),
         kiln_pipeline: median(pipeline),
+        kiln_jailed,
         vips: vips.result(),
     })
 }
@@ -220,6 +260,11 @@ pub fn run(settings: &Settings, config: Option<&Path>, args: &ImagesArgs) -> any
     let machine = Machine::read(vips);
     let scratch = Scratch::new()?;
     let rss_floor_kib = measure::rss_floor(config)?;
+    let jail = if args.jail {
+        Some(Jail::start(settings)?)
+    } else {
+        None
+    };
 
     let bar = ProgressBar::new(files.len() as u64 * u64::from(args.repeat + 1));
     bar.set_style(
@@ -241,17 +286,24 @@ pub fn run(settings: &Settings, config: Option<&Path>, args: &ImagesArgs) -> any
             args.repeat,
             &scratch.0,
             &bar,
+            jail.as_ref(),
         )?);
     }
     bar.set_message("thumb-only run");
+    let thumb_secs = Duration::from_secs_f64(args.thumb_secs);
     let throughput = if thumb_files.is_empty() {
         None
     } else {
-        Some(throughput::run(
+        Some(throughput::run(settings, &thumb_files, thumb_secs, None)?)
+    };
+    let jailed_throughput = match (&jail, thumb_files.is_empty()) {
+        (Some(jail), false) => Some(throughput::run(
             settings,
             &thumb_files,
-            Duration::from_secs_f64(args.thumb_secs),
-        )?)
+            thumb_secs,
+            Some(jail),
+        )?),
+        _ => None,
     };
     bar.finish_and_clear();
 
@@ -270,6 +322,7 @@ pub fn run(settings: &Settings, config: Option<&Path>, args: &ImagesArgs) -> any
         rss_floor_kib,
         results,
         throughput,
+        jailed_throughput,
     };
     print!("{}", report.text());
     if args.markdown {

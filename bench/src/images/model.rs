@@ -32,6 +32,9 @@ pub struct ImageResult {
     pub kiln: ToolResult,
     /// Median of Kiln's in-process `imaging::process` time.
     pub kiln_pipeline: Duration,
+    /// With `--jail`: median time of the same pipeline through a prespawned decoder child
+    /// (request sent to response read), as a worker pays it per image.
+    pub kiln_jailed: Option<Duration>,
     /// `vipsthumbnail`, all its processes for the image.
     pub vips: ToolResult,
 }

@@ -35,6 +35,8 @@ pub struct Report {
     pub results: Vec<ImageResult>,
     /// The thumb-only run, if `--thumbs` was given.
     pub throughput: Option<Throughput>,
+    /// The same run through the decoder jail, if `--jail` was given too.
+    pub jailed_throughput: Option<Throughput>,
 }
 
 fn ms(d: Duration) -> String {
@@ -80,6 +82,10 @@ impl Report {
             .join(", ")
     }
 
+    fn jailed(&self) -> bool {
+        self.results.iter().any(|r| r.kiln_jailed.is_some())
+    }
+
     /// Column headers: after vips' total time, one column per vips process (rendition).
     fn headers(&self) -> Vec<String> {
         let mut headers = vec!["file", "size", "MP", "Kiln ms", "vips ms"]
@@ -102,6 +108,9 @@ impl Report {
             ]
             .map(String::from),
         );
+        if self.jailed() {
+            headers.push("Kiln jailed ms".into());
+        }
         headers
     }
 
@@ -130,6 +139,9 @@ impl Report {
                     mib(r.kiln.max_rss_kib),
                     mib(r.vips.max_rss_kib),
                 ]);
+                if let Some(jailed) = r.kiln_jailed {
+                    row.push(ms(jailed));
+                }
                 row
             })
             .collect();
@@ -162,6 +174,9 @@ impl Report {
             format!("max {}", mib(max(&|r| r.kiln.max_rss_kib))),
             format!("max {}", mib(max(&|r| r.vips.max_rss_kib))),
         ]);
+        if self.jailed() {
+            total.push(ms(sum(&|r| r.kiln_jailed.unwrap_or_default())));
+        }
         rows.push(total);
         rows
     }
@@ -202,29 +217,45 @@ impl Report {
         match &self.throughput {
             None => "Thumb-only throughput: not run (no --thumbs given).".to_owned(),
             Some(t) => {
-                let names = t
-                    .files
-                    .iter()
-                    .map(|f| {
-                        f.file_name()
-                            .unwrap_or_default()
-                            .to_string_lossy()
-                            .into_owned()
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                format!(
-                    "Thumb-only throughput (thumb rendition only, in process, one thread, {names}): \
-                     {} thumbs in {:.1} s = {:.1} thumbs/s per core ({:.1} CPU-s); {:.1} thumbs/s \
-                     by wall clock",
-                    t.thumbs,
-                    t.wall.as_secs_f64(),
-                    t.per_core(),
-                    t.cpu.as_secs_f64(),
-                    t.per_wall_second()
-                )
+                let mut line = Self::one_throughput(t);
+                if let Some(j) = &self.jailed_throughput {
+                    line += &format!(
+                        "\n{}; {:.0} % of the in-process figure per core",
+                        Self::one_throughput(j),
+                        100.0 * j.per_core() / t.per_core()
+                    );
+                }
+                line
             }
         }
+    }
+
+    fn one_throughput(t: &Throughput) -> String {
+        let names = t
+            .files
+            .iter()
+            .map(|f| {
+                f.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let how = if t.jailed {
+            "through the decoder jail (one prespawned child, driven from one thread; CPU of both)"
+        } else {
+            "in process, one thread"
+        };
+        format!(
+            "Thumb-only throughput (thumb rendition only, {how}, {names}): {} thumbs in {:.1} s \
+             = {:.1} thumbs/s per core ({:.1} CPU-s); {:.1} thumbs/s by wall clock",
+            t.thumbs,
+            t.wall.as_secs_f64(),
+            t.per_core(),
+            t.cpu.as_secs_f64(),
+            t.per_wall_second()
+        )
     }
 
     /// The report as aligned plain text.

@@ -1,5 +1,6 @@
 //! Thumb-only throughput: Kiln's pipeline with only the `thumb` rendition, in this process, on
-//! this one thread, over a set of files again and again for a fixed time.
+//! this one thread (or, with `--jail`, in one decoder child driven from this thread: see
+//! [`super::jail`]), over a set of files again and again for a fixed time.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -8,6 +9,8 @@ use anyhow::Context;
 use kiln_shared::Settings;
 use kiln_worker::imaging::{self, Limits};
 use nix::sys::resource::{UsageWho, getrusage};
+
+use super::jail::Jail;
 
 /// The result of a thumb-only run.
 #[derive(Debug, Clone)]
@@ -18,8 +21,11 @@ pub struct Throughput {
     pub thumbs: u64,
     /// Wall time of the timed loop.
     pub wall: Duration,
-    /// CPU time (user + system) this process used during the loop, all threads.
+    /// CPU time (user + system) used during the loop, all threads: this process's, plus the
+    /// decoder child's when jailed.
     pub cpu: Duration,
+    /// Whether the pipeline ran in a decoder child.
+    pub jailed: bool,
 }
 
 impl Throughput {
@@ -45,14 +51,16 @@ fn process_cpu() -> anyhow::Result<Duration> {
 
 /// Runs the pipeline with only the rendition named `thumb` from `worker.renditions` over
 /// `files` (read into memory first), round-robin, for at least `duration`, after one untimed
-/// pass.
+/// pass; in this process, or in `jail`'s decoder child.
 ///
 /// # Errors
-/// When no rendition is named `thumb`, a file cannot be read, or the pipeline rejects one.
+/// When no rendition is named `thumb`, a file cannot be read, the pipeline rejects one, or
+/// the child's CPU time cannot be read.
 pub fn run(
     settings: &Settings,
     files: &[PathBuf],
     duration: Duration,
+    jail: Option<&Jail>,
 ) -> anyhow::Result<Throughput> {
     let thumb = settings
         .worker
@@ -73,13 +81,23 @@ pub fn run(
         .collect::<anyhow::Result<Vec<(&Path, Vec<u8>)>>>()?;
     anyhow::ensure!(!inputs.is_empty(), "no files for the thumb-only run");
     let once = |path: &Path, bytes: &[u8]| {
-        imaging::process(bytes, thumb, &limits)
-            .with_context(|| format!("while processing {}", path.display()))
+        match jail {
+            Some(jail) => jail.process(bytes, thumb, &limits),
+            None => imaging::process(bytes, thumb, &limits).map_err(Into::into),
+        }
+        .with_context(|| format!("while processing {}", path.display()))
+    };
+    let cpu_now = || -> anyhow::Result<Duration> {
+        Ok(process_cpu()?
+            + match jail {
+                Some(jail) => jail.children_cpu()?,
+                None => Duration::ZERO,
+            })
     };
     for (path, bytes) in &inputs {
         once(path, bytes)?;
     }
-    let cpu_before = process_cpu()?;
+    let cpu_before = cpu_now()?;
     let started = Instant::now();
     let mut thumbs = 0u64;
     while started.elapsed() < duration {
@@ -89,11 +107,12 @@ pub fn run(
         }
     }
     let wall = started.elapsed();
-    let cpu = process_cpu()? - cpu_before;
+    let cpu = cpu_now()? - cpu_before;
     Ok(Throughput {
         files: files.to_vec(),
         thumbs,
         wall,
         cpu,
+        jailed: jail.is_some(),
     })
 }

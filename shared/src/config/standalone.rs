@@ -243,7 +243,11 @@ fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, DataDirEr
 }
 
 /// `n` random bytes from the OS (getrandom), as lowercase hex.
-fn random_hex(n: usize) -> String {
+/// `n` random bytes from the OS (`getrandom`), as `2n` lowercase hex digits.
+///
+/// # Panics
+/// If the OS has no random source (Linux `getrandom(2)` always has one).
+pub fn random_hex(n: usize) -> String {
     let mut bytes = vec![0u8; n];
     getrandom::fill(&mut bytes).expect("the OS random source is available");
     hex::encode(bytes)

@@ -18,8 +18,14 @@ pub enum ErrorCode {
     UnsupportedFormat,
     /// The format is known but the data is truncated or malformed.
     CorruptImage,
-    /// Over the pixel, dimension, frame or encoded-size limit.
+    /// Over the pixel, dimension, frame or encoded-size limit, or over the memory budget a
+    /// decode would need (`worker.memory_budget_bytes`), or the decoder ran out of memory.
     ImageTooLarge,
+    /// The decoder did not finish within `worker.job_timeout_secs` and was killed.
+    DecodeTimeout,
+    /// The sniffed format is not the declared `content_type`, or not one of
+    /// `api.allowed_content_types`.
+    ContentTypeMismatch,
     /// The temp object is not in the bucket.
     ObjectMissing,
     /// The stored object's size differs from the declared `byte_size`.
@@ -52,6 +58,8 @@ pub enum ErrorCode {
     UploadTooLarge,
     /// The declared content type is not in `api.allowed_content_types`.
     UnsupportedContentType,
+    /// The filename has a NUL, control or bidirectional-override character, or is too long.
+    InvalidFilename,
 }
 
 /// One row of the taxonomy table.
@@ -78,10 +86,12 @@ const fn spec(wire: &'static str, transient: bool, status: u16, message: &'stati
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 22] = [
         Self::UnsupportedFormat,
         Self::CorruptImage,
         Self::ImageTooLarge,
+        Self::DecodeTimeout,
+        Self::ContentTypeMismatch,
         Self::ObjectMissing,
         Self::SizeMismatch,
         Self::StorageUnavailable,
@@ -98,11 +108,12 @@ impl ErrorCode {
         Self::InvalidRequest,
         Self::UploadTooLarge,
         Self::UnsupportedContentType,
+        Self::InvalidFilename,
     ];
 
     /// The codes an upload's processing can end with (a failed row, a dead job, the
-    /// `kiln_upload_failures_total{code}` label): the first eleven of [`ErrorCode::ALL`].
-    pub const PROCESSING: &'static [ErrorCode] = Self::ALL.split_at(11).0;
+    /// `kiln_upload_failures_total{code}` label): the first thirteen of [`ErrorCode::ALL`].
+    pub const PROCESSING: &'static [ErrorCode] = Self::ALL.split_at(13).0;
 
     /// The code's row of the taxonomy: wire form, transience, HTTP status, client message.
     pub const fn spec(self) -> CodeSpec {
@@ -124,6 +135,18 @@ impl ErrorCode {
                 false,
                 413,
                 "The image is over the pixel, dimension, frame or file size limit.",
+            ),
+            Self::DecodeTimeout => spec(
+                "decode_timeout",
+                false,
+                422,
+                "The image took too long to decode and was abandoned.",
+            ),
+            Self::ContentTypeMismatch => spec(
+                "content_type_mismatch",
+                false,
+                415,
+                "The file's real format is not its declared content type, or is not accepted.",
             ),
             Self::ObjectMissing => spec(
                 "object_missing",
@@ -207,6 +230,12 @@ impl ErrorCode {
                 false,
                 415,
                 "This content type is not accepted.",
+            ),
+            Self::InvalidFilename => spec(
+                "invalid_filename",
+                false,
+                400,
+                "The filename contains control or bidirectional-override characters.",
             ),
         }
     }

@@ -3,10 +3,11 @@
 //! Wraps `aws-sdk-s3` for one bucket. Works against AWS and S3-compatible servers (Garage in
 //! development) with path-style addressing. Errors are classified once here into transient
 //! ([`StorageError::Unavailable`]) and permanent ([`StorageError::Rejected`]) so callers can pick
-//! a retry policy without looking at SDK types.
+//! a retry policy without looking at SDK types. The `tmp/` lifecycle rule is [`temp_expiry`]'s.
 
 pub mod embedded;
 pub mod presign;
+pub mod temp_expiry;
 
 use std::time::Duration;
 
@@ -22,6 +23,9 @@ use secrecy::ExposeSecret;
 use crate::config::StorageSettings;
 use crate::domain::{Classify, ErrorCode, KeyLayout};
 
+/// The S3 SDK, for callers of [`Storage::client`] (operations this type does not wrap, in
+/// tests and tools) without a dependency of their own.
+pub use aws_sdk_s3 as sdk;
 pub use presign::{PostPolicy, PresignedRequest};
 
 /// Errors from [`Storage`].
@@ -369,39 +373,6 @@ impl Storage {
             }
         }
         Ok(out)
-    }
-
-    /// Puts a lifecycle rule on the bucket that expires objects under `{prefix}tmp/` after
-    /// `days` days: a second line of defence behind the sweeper (docs/design.md "Object keys").
-    /// Replaces the bucket's lifecycle configuration.
-    ///
-    /// # Errors
-    /// [`StorageError`] when S3 refuses (e.g. no permission) or is down.
-    pub async fn ensure_temp_lifecycle(&self, days: i32) -> Result<(), StorageError> {
-        use aws_sdk_s3::types::{
-            BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule,
-            LifecycleRuleFilter,
-        };
-        let prefix = self.layout.temp_root();
-        let rule = LifecycleRule::builder()
-            .id("kiln-expire-tmp")
-            .status(ExpirationStatus::Enabled)
-            .filter(LifecycleRuleFilter::builder().prefix(&prefix).build())
-            .expiration(LifecycleExpiration::builder().days(days).build())
-            .build()
-            .map_err(|e| StorageError::Client(e.to_string()))?;
-        let config = BucketLifecycleConfiguration::builder()
-            .rules(rule)
-            .build()
-            .map_err(|e| StorageError::Client(e.to_string()))?;
-        self.client
-            .put_bucket_lifecycle_configuration()
-            .bucket(&self.bucket)
-            .lifecycle_configuration(config)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| classify("PutBucketLifecycleConfiguration", &prefix, e))
     }
 }
 

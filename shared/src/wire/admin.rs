@@ -18,7 +18,9 @@ pub const MAX_JOBS: i64 = 1000;
 /// `limit` of a dead-job filter that has none.
 pub const DEFAULT_JOBS: i64 = 100;
 
-/// Most `ids` one replay request may name.
+/// Most `ids` one replay request may name by default (`api.max_replay_ids` sets the limit the
+/// server enforces and its document declares: [`ReplayRequest::validate`],
+/// [`ReplayRequest::schema_for`]).
 pub const MAX_REPLAY_IDS: usize = 1000;
 
 /// Filters shared by listing and replay.
@@ -172,7 +174,8 @@ pub struct DeadJob {
 /// server's side of it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplayRequest {
-    /// Upload ids to replay (1–1000). Absent, not `null`, when `filter` is given.
+    /// Upload ids to replay (1 to `api.max_replay_ids`, default 1000). Absent, not `null`, when
+    /// `filter` is given.
     #[serde(
         default,
         deserialize_with = "super::de::present",
@@ -208,16 +211,19 @@ impl ReplayRequest {
         }
     }
 
-    /// Checks the one-of and the `ids` bounds (the filter is checked by
-    /// [`JobFilter::to_filter`]).
+    /// Checks the one-of and the `ids` bounds, with `max_ids` (`api.max_replay_ids`) the most
+    /// ids one request may name (the filter is checked by [`JobFilter::to_filter`]).
     ///
     /// # Errors
     /// [`Rejection::Invalid`] unless exactly one of `ids` and `filter` is given, or when `ids`
-    /// is empty or names more than 1000 uploads.
-    pub fn validate(&self) -> Result<(), Rejection> {
+    /// is empty or names more than `max_ids` uploads (the message names the cap).
+    pub fn validate(&self, max_ids: usize) -> Result<(), Rejection> {
         match (&self.ids, &self.filter) {
-            (Some(ids), None) if ids.is_empty() || ids.len() > MAX_REPLAY_IDS => {
-                Err(Rejection::invalid("ids must name 1-1000 uploads"))
+            (Some(ids), None) if ids.is_empty() || ids.len() > max_ids => {
+                Err(Rejection::invalid(format!(
+                    "ids names {} uploads; it must name 1-{max_ids} (api.max_replay_ids)",
+                    ids.len()
+                )))
             }
             (Some(_), None) | (None, Some(_)) => Ok(()),
             _ => Err(Rejection::invalid("give exactly one of ids and filter")),
@@ -225,13 +231,16 @@ impl ReplayRequest {
     }
 }
 
-impl PartialSchema for ReplayRequest {
-    fn schema() -> RefOr<Schema> {
+impl ReplayRequest {
+    /// This body's schema with `max_ids` (`api.max_replay_ids`) as the `maxItems` of `ids`. The
+    /// API serves this one (the derived [`PartialSchema::schema`] declares the default,
+    /// [`MAX_REPLAY_IDS`]).
+    pub fn schema_for(max_ids: usize) -> RefOr<Schema> {
         let ids = ArrayBuilder::new()
             .items(Ref::from_schema_name(UploadId::name()))
             .min_items(Some(1))
-            .max_items(Some(MAX_REPLAY_IDS))
-            .description(Some("Upload ids to replay (1–1000)."));
+            .max_items(Some(max_ids))
+            .description(Some(format!("Upload ids to replay (1–{max_ids}).")));
         let mut filter = Ref::from_schema_name(JobFilter::name());
         filter.description = "Replay every dead job matching this filter.".into();
         let dry_run = ObjectBuilder::new()
@@ -256,6 +265,12 @@ impl PartialSchema for ReplayRequest {
             serde_json::json!([{"required": ["ids"]}, {"required": ["filter"]}]),
         )]));
         RefOr::T(Schema::Object(body))
+    }
+}
+
+impl PartialSchema for ReplayRequest {
+    fn schema() -> RefOr<Schema> {
+        Self::schema_for(MAX_REPLAY_IDS)
     }
 }
 
@@ -285,9 +300,10 @@ mod tests {
     #[test]
     fn replay_needs_exactly_one_of_ids_and_filter() {
         let id = UploadId::new();
-        assert_eq!(ReplayRequest::ids([id]).validate(), Ok(()));
+        let max = MAX_REPLAY_IDS;
+        assert_eq!(ReplayRequest::ids([id]).validate(max), Ok(()));
         assert_eq!(
-            ReplayRequest::filter(JobFilter::default()).validate(),
+            ReplayRequest::filter(JobFilter::default()).validate(max),
             Ok(())
         );
         let both = ReplayRequest {
@@ -300,11 +316,18 @@ mod tests {
             ReplayRequest::ids([]),
             ReplayRequest::ids(std::iter::repeat_n(id, MAX_REPLAY_IDS + 1)),
         ] {
-            assert!(bad.validate().is_err(), "{bad:?}");
+            assert!(bad.validate(max).is_err(), "{bad:?}");
         }
         assert_eq!(
-            ReplayRequest::ids(std::iter::repeat_n(id, MAX_REPLAY_IDS)).validate(),
+            ReplayRequest::ids(std::iter::repeat_n(id, MAX_REPLAY_IDS)).validate(max),
             Ok(())
+        );
+        let over = ReplayRequest::ids([id, id, id]).validate(2).unwrap_err();
+        assert!(over.to_string().contains("1-2"), "{over}");
+        assert_eq!(
+            crate::config::ApiSettings::default().max_replay_ids,
+            MAX_REPLAY_IDS,
+            "the derived schema declares the default cap"
         );
     }
 
@@ -334,6 +357,8 @@ mod tests {
         );
         assert_eq!(schema["properties"]["ids"]["minItems"], 1);
         assert_eq!(schema["properties"]["ids"]["maxItems"], MAX_REPLAY_IDS);
+        let configured = serde_json::to_value(ReplayRequest::schema_for(7)).unwrap();
+        assert_eq!(configured["properties"]["ids"]["maxItems"], 7);
         assert_eq!(
             schema["properties"]["filter"]["$ref"],
             "#/components/schemas/JobFilter"

@@ -7,6 +7,7 @@
 mod admin;
 mod de;
 mod error;
+mod filename;
 mod health;
 mod rejection;
 mod schema;
@@ -18,9 +19,10 @@ pub use admin::{
 };
 pub use de::{JsonObject, RFC3339_PATTERN, rfc3339};
 pub use error::{ErrorBody, ErrorDetail};
+pub use filename::{FILENAME_PATTERN, MAX_FILENAME_CHARS, check_filename, forbidden_in_filename};
 pub use health::{Dependency, Health, HealthStatus};
 pub use rejection::Rejection;
 pub use uploads::{
-    CreateUpload, DEFAULT_PAGE_SIZE, DerivativeView, ErrorView, ListUploadsQuery,
-    MAX_FILENAME_CHARS, MAX_PAGE_SIZE, UploadAuthorization, UploadPage, UploadView,
+    CreateUpload, DEFAULT_PAGE_SIZE, DerivativeView, ErrorView, ListUploadsQuery, MAX_PAGE_SIZE,
+    UploadAuthorization, UploadPage, UploadView,
 };

@@ -1,6 +1,7 @@
 //! [`Rejection`]: why the server refuses a request body or query that parsed as JSON (or as a
 //! query string) but breaks a constraint the document declares (a length, an allow-list, a
-//! limit, a one-of). The API answers it with the code's status and `{"error": …}` body.
+//! limit, a one-of, a filename rule). The API answers it with the code's status and
+//! `{"error": …}` body.
 
 use crate::domain::{Classify, ErrorCode};
 
@@ -22,6 +23,10 @@ pub enum Rejection {
     /// 415 `unsupported_content_type`: `content_type` is not in `api.allowed_content_types`.
     #[error("content type {0:?} is not accepted")]
     UnsupportedContentType(String),
+    /// 400 `invalid_filename`: `filename` is empty, too long, or holds a control or
+    /// bidirectional formatting character ([`super::check_filename`]; the message says which).
+    #[error("{0}")]
+    InvalidFilename(String),
 }
 
 impl Rejection {
@@ -37,6 +42,7 @@ impl Classify for Rejection {
             Self::Invalid(_) => ErrorCode::InvalidRequest,
             Self::TooLarge { .. } => ErrorCode::UploadTooLarge,
             Self::UnsupportedContentType(_) => ErrorCode::UnsupportedContentType,
+            Self::InvalidFilename(_) => ErrorCode::InvalidFilename,
         }
     }
 }

@@ -13,10 +13,6 @@ use super::Rejection;
 use crate::config::ApiSettings;
 use crate::domain::{ErrorCode, ImageMetadata, UploadId, UploadMethod, UploadState};
 
-/// Longest `filename`, in characters (Unicode scalar values, which JSON Schema's `maxLength`
-/// counts).
-pub const MAX_FILENAME_CHARS: usize = 255;
-
 /// Largest `limit` of `GET /v1/uploads`.
 pub const MAX_PAGE_SIZE: i64 = 100;
 
@@ -29,11 +25,13 @@ pub const DEFAULT_PAGE_SIZE: i64 = 20;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CreateUpload {
     /// Client filename: 1–255 characters, none of them a control character (U+0000–U+001F,
-    /// U+007F–U+009F). Stored as given; it never becomes part of an object key.
+    /// U+007F–U+009F) or a bidirectional formatting character (U+061C, U+200E, U+200F,
+    /// U+202A–U+202E, U+2066–U+2069); otherwise 400 `invalid_filename`. Stored as given; it
+    /// never becomes part of an object key.
     #[schema(
         min_length = 1,
         max_length = 255,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$",
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]+$",
         example = "IMG_0001.jpg"
     )]
     pub filename: String,
@@ -58,17 +56,13 @@ impl CreateUpload {
     /// Checks the body against the constraints its schema declares, with `api`'s limits.
     ///
     /// # Errors
-    /// [`Rejection::Invalid`] for a filename that is empty, over 255 characters or holds a
-    /// control character, or a zero `byte_size`; [`Rejection::TooLarge`] over
+    /// [`Rejection::InvalidFilename`] for a filename that is empty, over 255 characters or
+    /// holds a control or bidirectional formatting character ([`super::check_filename`]);
+    /// [`Rejection::Invalid`] for a zero `byte_size`; [`Rejection::TooLarge`] over
     /// `api.max_upload_bytes`; [`Rejection::UnsupportedContentType`] for a content type not
     /// in `api.allowed_content_types` (compared exactly).
     pub fn validate(&self, api: &ApiSettings) -> Result<(), Rejection> {
-        let chars = self.filename.chars().count();
-        if chars == 0 || chars > MAX_FILENAME_CHARS || self.filename.chars().any(char::is_control) {
-            return Err(Rejection::invalid(
-                "filename must be 1-255 characters, none of them a control character",
-            ));
-        }
+        super::check_filename(&self.filename)?;
         if self.byte_size == 0 {
             return Err(Rejection::invalid("byte_size must be at least 1"));
         }
@@ -247,6 +241,7 @@ pub struct UploadPage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::{FILENAME_PATTERN, MAX_FILENAME_CHARS};
 
     fn body(filename: &str, content_type: &str, byte_size: u64) -> CreateUpload {
         CreateUpload {
@@ -272,12 +267,13 @@ mod tests {
             "tab\there",
             "del\u{7f}",
             "c1\u{85}",
+            "rlo\u{202E}gpj.exe",
             &"x".repeat(256),
         ] {
             assert!(
                 matches!(
                     body(name, "image/jpeg", 1).validate(&api),
-                    Err(Rejection::Invalid(_))
+                    Err(Rejection::InvalidFilename(_))
                 ),
                 "{name:?}"
             );
@@ -315,6 +311,6 @@ mod tests {
         assert_eq!(props["byte_size"]["minimum"], 1);
         assert_eq!(props["filename"]["maxLength"], MAX_FILENAME_CHARS);
         assert_eq!(props["filename"]["minLength"], 1);
-        assert!(props["filename"]["pattern"].is_string());
+        assert_eq!(props["filename"]["pattern"], FILENAME_PATTERN);
     }
 }

@@ -12,15 +12,13 @@ use std::io::Cursor;
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageReader};
 use kiln_shared::domain::Rendition;
-use libheif_rs::{
-    ColorSpace, DecodingOptions, HeifContext, HeifErrorSubCode, ImageHandle, ItemId, LibHeif,
-    RgbChroma,
+
+use super::{
+    Accept, ImageFormat, ImagingError, budget, color, frames, heif, jpeg, png_stream, webp_decode,
 };
 
-use super::{ImageFormat, ImagingError, color, frames, heif_ycbcr, jpeg, png_stream, webp_decode};
-
-/// Decode limits (from `worker.*` settings).
-#[derive(Debug, Clone, Copy)]
+/// Decode limits (from `worker.*` settings), plus what the upload may be ([`Accept`]).
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     /// Largest width × height, in pixels.
     pub max_pixels: u64,
@@ -30,21 +28,29 @@ pub struct Limits {
     pub max_encoded_bytes: u64,
     /// Most frames an animated image may have.
     pub max_frames: u32,
+    /// Most memory the decode and render may need, in bytes, estimated from the header
+    /// ([`super::budget`]).
+    pub memory_budget_bytes: u64,
+    /// The declared and allowed formats, checked against the sniffed one before any decoder
+    /// runs; `None` skips the check (benchmarks and pixel tests).
+    pub accept: Option<Accept>,
 }
 
 impl Limits {
     /// The limits configured in `worker.*` (`max_pixels`, `max_dimension`,
-    /// `max_encoded_bytes`, `max_frames`).
+    /// `max_encoded_bytes`, `max_frames`, `memory_budget_bytes`), with no [`Accept`] check.
     pub fn from_settings(worker: &kiln_shared::config::WorkerSettings) -> Self {
         Self {
             max_pixels: worker.max_pixels,
             max_dimension: worker.max_dimension,
             max_encoded_bytes: worker.max_encoded_bytes,
             max_frames: worker.max_frames,
+            memory_budget_bytes: worker.memory_budget_bytes,
+            accept: None,
         }
     }
 
-    fn check(&self, width: u32, height: u32) -> Result<(), ImagingError> {
+    pub(crate) fn check(&self, width: u32, height: u32) -> Result<(), ImagingError> {
         let pixels = u64::from(width) * u64::from(height);
         if width > self.max_dimension || height > self.max_dimension {
             return Err(ImagingError::TooLarge(format!(
@@ -68,7 +74,7 @@ impl Limits {
 
     /// Bytes a decoder may allocate: the pixel limit at 16-bit RGBA (8 bytes per pixel), plus
     /// slack for decoder state.
-    fn max_alloc(&self) -> u64 {
+    pub(crate) fn max_alloc(&self) -> u64 {
         self.max_pixels
             .saturating_mul(8)
             .saturating_add(64 * 1024 * 1024)
@@ -140,7 +146,7 @@ pub fn decode(
     exif_orientation: Option<u16>,
 ) -> Result<Decoded, ImagingError> {
     let mut decoded = match format {
-        ImageFormat::Heif | ImageFormat::Avif => decode_heif(bytes, limits, renditions)?,
+        ImageFormat::Heif | ImageFormat::Avif => heif::decode(bytes, limits, renditions)?,
         ImageFormat::Jpeg => decode_jpeg(bytes, limits, renditions, exif_orientation)?,
         other => decode_with_image(bytes, other, limits, renditions)?,
     };
@@ -193,6 +199,19 @@ fn decode_jpeg(
     }
     // The scale is the same on both axes, so the stored size serves as well as the displayed.
     let scale = jpeg::scale_for(needed_scale(header.width, header.height, renditions));
+    let orientation = orientation_of(exif_orientation);
+    let scaled = |v: u32| (u64::from(v) * scale.num() as u64).div_ceil(scale.denom() as u64) as u32;
+    let full = (header.width, header.height);
+    let cmyk = header.components == 4;
+    let turbo = budget::Decode {
+        width: scaled(header.width),
+        height: scaled(header.height),
+        decoder_bytes_per_pixel: if cmyk { 4 } else { 3 },
+        kept_bytes_per_pixel: 3,
+        side_bytes_per_pixel: 0,
+        rotates: swaps_axes(orientation),
+    };
+    budget::check(limits, &turbo, full, renditions)?;
     let pixels = match jpeg::decode(bytes, &header, scale) {
         Ok(p) => p,
         // libjpeg-turbo turns recoverable damage ("Corrupt JPEG data: premature end of data
@@ -200,6 +219,14 @@ fn decode_jpeg(
         // scale with `image` (zune-jpeg), which recovers as browsers do.
         Err(e) if header.components == 3 || header.components == 1 => {
             tracing::debug!(error = %e, "libjpeg-turbo refused the data; decoding with zune-jpeg");
+            let whole = budget::Decode {
+                width: header.width,
+                height: header.height,
+                // zune-jpeg's output, then `to_rgb8`'s copy of it.
+                decoder_bytes_per_pixel: 6,
+                ..turbo
+            };
+            budget::check(limits, &whole, full, renditions)?;
             let image = image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)
                 .map_err(image_error)?
                 .to_rgb8();
@@ -237,7 +264,6 @@ fn decode_jpeg(
             header.adobe,
         )?),
     };
-    let orientation = orientation_of(exif_orientation);
     image.apply_orientation(orientation);
     let (width, height) = if swaps_axes(orientation) {
         (header.height, header.width)
@@ -272,7 +298,7 @@ fn decode_with_image(
     let mut image_limits = image::Limits::default();
     image_limits.max_image_width = Some(limits.max_dimension);
     image_limits.max_image_height = Some(limits.max_dimension);
-    image_limits.max_alloc = Some(limits.max_alloc());
+    image_limits.max_alloc = Some(limits.max_alloc().min(limits.memory_budget_bytes));
     reader.limits(image_limits);
     let mut decoder = reader.into_decoder().map_err(image_error)?;
     let (w, h) = decoder.dimensions();
@@ -310,15 +336,33 @@ fn decode_with_image(
         },
         None => None,
     };
+    let color = decoder.color_type();
+    let whole = budget::Decode {
+        width: w,
+        height: h,
+        decoder_bytes_per_pixel: u64::from(color.bytes_per_pixel()),
+        kept_bytes_per_pixel: if color.has_alpha() { 4 } else { 3 },
+        side_bytes_per_pixel: 0,
+        rotates: swaps_axes(orientation),
+    };
     let mut image = if let Some(image) = streamed {
         image
     } else if format == ImageFormat::Webp && frame_count == 1 {
         // A still WebP: libwebp rescales while it decodes.
-        let alpha = decoder.color_type().has_alpha();
+        let alpha = color.has_alpha();
         drop(decoder);
         let out = |v: u32| ((f64::from(v) * scale).ceil() as u32).clamp(1, v);
+        let scaled = budget::Decode {
+            width: out(w),
+            height: out(h),
+            decoder_bytes_per_pixel: whole.kept_bytes_per_pixel,
+            ..whole
+        };
+        budget::check(limits, &scaled, (width, height), renditions)?;
         webp_decode::decode_scaled(bytes, (w, h), alpha, (out(w), out(h)))?
     } else {
+        // The whole frame at once: interlaced or unshrunk PNG, TIFF, GIF, animated WebP.
+        budget::check(limits, &whole, (width, height), renditions)?;
         DynamicImage::from_decoder(decoder).map_err(image_error)?
     };
     image.apply_orientation(orientation);
@@ -328,139 +372,5 @@ fn decode_with_image(
         width,
         height,
         frame_count,
-    })
-}
-
-fn heif_error(e: libheif_rs::HeifError) -> ImagingError {
-    if matches!(e.sub_code, HeifErrorSubCode::SecurityLimitExceeded) {
-        ImagingError::TooLarge(format!("HEIF: {}", e.message))
-    } else {
-        ImagingError::Corrupt(format!("HEIF: {e}"))
-    }
-}
-
-/// The embedded thumbnail (ISO/IEC 23008-12 `thmb` reference) to decode instead of the
-/// primary image, when one is at least `need_w` × `need_h` and has the primary's aspect
-/// ratio within 1 % (so it shows the same picture the same way up). Sizes are as displayed.
-fn usable_thumbnail(primary: &ImageHandle, need_w: u32, need_h: u32) -> Option<ImageHandle> {
-    let count = primary.number_of_thumbnails();
-    if count == 0 {
-        return None;
-    }
-    let mut ids: Vec<ItemId> = vec![0; count];
-    let n = primary.thumbnail_ids(&mut ids);
-    let aspect = f64::from(primary.width()) / f64::from(primary.height().max(1));
-    ids.truncate(n);
-    ids.into_iter()
-        .filter_map(|id| primary.thumbnail(id).ok())
-        .filter(|t| {
-            let a = f64::from(t.width()) / f64::from(t.height().max(1));
-            t.width() >= need_w && t.height() >= need_h && (a / aspect - 1.0).abs() < 0.01
-        })
-        .min_by_key(|t| u64::from(t.width()) * u64::from(t.height()))
-}
-
-fn decode_heif(
-    bytes: &[u8],
-    limits: &Limits,
-    renditions: &[Rendition],
-) -> Result<Decoded, ImagingError> {
-    let mut ctx = HeifContext::new().map_err(heif_error)?;
-    let mut security = ctx.security_limits();
-    security.set_max_image_size_pixels(limits.max_pixels);
-    security.set_max_total_memory(limits.max_alloc());
-    ctx.set_security_limits(&security).map_err(heif_error)?;
-    // Grid tiles on this thread: libheif's default starts a thread per tile (4 at a time), which
-    // costs CPU (thread starts, a decoder per thread) that a worker running one job per core
-    // pays for nothing; workers get their parallelism from `worker.concurrency`.
-    ctx.set_max_decoding_threads(0);
-    ctx.read_bytes(bytes).map_err(heif_error)?;
-    let primary = ctx.primary_image_handle().map_err(heif_error)?;
-    // Width and height of the handle are as displayed (after irot/imir), from the header.
-    let (width, height) = (primary.width(), primary.height());
-    limits.check(width, height)?;
-    let scale = needed_scale(width, height, renditions);
-    let need = |v: u32| (f64::from(v) * scale).ceil() as u32;
-    let thumbnail = usable_thumbnail(&primary, need(width), need(height));
-    let handle = thumbnail.as_ref().unwrap_or(&primary);
-    let alpha = handle.has_alpha_channel();
-    // Strict: a grid image with a missing or undecodable tile (a truncated file) is an error,
-    // not a picture with grey holes.
-    let options = || {
-        let mut options = DecodingOptions::new().ok_or_else(|| {
-            ImagingError::Render("libheif: cannot allocate decoding options".into())
-        })?;
-        options.set_strict_decoding(true);
-        Ok::<_, ImagingError>(options)
-    };
-    let icc = primary.color_profile_raw().map(|p| p.data);
-    let ycbcr = match handle.preferred_decoding_colorspace() {
-        Ok(space @ ColorSpace::YCbCr(_))
-            if !alpha
-                && handle.luma_bits_per_pixel() == 8
-                && handle.chroma_bits_per_pixel() == 8 =>
-        {
-            Some(space)
-        }
-        _ => None,
-    };
-    if let Some(space) = ycbcr {
-        let decoded = LibHeif::new()
-            .decode(handle, space, Some(options()?))
-            .map_err(heif_error)?;
-        let planes = decoded.planes();
-        let matrix = heif_ycbcr::Matrix::for_nclx(decoded.color_profile_nclx().as_ref());
-        if let (Some(y), Some(cb), Some(cr), Some(matrix)) =
-            (&planes.y, &planes.cb, &planes.cr, matrix)
-        {
-            let out_w = need(width).min(y.width).max(1);
-            let out_h = need(height).min(y.height).max(1);
-            let image = heif_ycbcr::to_rgb((y, cb, cr), &matrix, out_w, out_h)?;
-            return Ok(Decoded {
-                image,
-                icc,
-                width,
-                height,
-                frame_count: 1,
-            });
-        }
-        // Identity, YCgCo or another matrix without Kr/Kb: libheif converts (below).
-    }
-    let chroma = if alpha {
-        RgbChroma::Rgba
-    } else {
-        RgbChroma::Rgb
-    };
-    let decoded = LibHeif::new()
-        .decode(handle, ColorSpace::Rgb(chroma), Some(options()?))
-        .map_err(heif_error)?;
-    let planes = decoded.planes();
-    let plane = planes.interleaved.ok_or_else(|| {
-        ImagingError::Corrupt("HEIF decoder returned no interleaved plane".into())
-    })?;
-    let channels = if alpha { 4 } else { 3 };
-    let (w, h) = (plane.width, plane.height);
-    let row = w as usize * channels;
-    let mut buf = Vec::with_capacity(row * h as usize);
-    for y in 0..h as usize {
-        let start = y * plane.stride;
-        let line = plane
-            .data
-            .get(start..start + row)
-            .ok_or_else(|| ImagingError::Corrupt("HEIF plane shorter than its size".into()))?;
-        buf.extend_from_slice(line);
-    }
-    let too_short = || ImagingError::Corrupt("HEIF plane buffer too short".into());
-    let image = if alpha {
-        DynamicImage::ImageRgba8(image::RgbaImage::from_raw(w, h, buf).ok_or_else(too_short)?)
-    } else {
-        DynamicImage::ImageRgb8(image::RgbImage::from_raw(w, h, buf).ok_or_else(too_short)?)
-    };
-    Ok(Decoded {
-        image,
-        icc,
-        width,
-        height,
-        frame_count: 1,
     })
 }

@@ -5,10 +5,13 @@
 //! and a ThumbHash placeholder. Pure CPU work with no
 //! I/O, so the job runs it on a blocking thread ([`process`]).
 
+pub mod accept;
+pub mod budget;
 pub mod color;
 pub mod decode;
 pub mod encode;
 pub mod frames;
+pub mod heif;
 pub mod heif_ycbcr;
 pub mod jpeg;
 pub mod metadata;
@@ -21,12 +24,13 @@ pub mod webp_decode;
 use kiln_shared::domain::{Classify, ErrorCode, ImageMetadata, Rendition};
 use sha2::{Digest, Sha256};
 
+pub use accept::Accept;
 pub use decode::Limits;
 pub use sniff::ImageFormat;
 
 /// Why an image could not be processed. Every variant is permanent: the same bytes fail the
-/// same way on every attempt.
-#[derive(Debug, thiserror::Error)]
+/// same way on every attempt. Serializable, so a decoder child can send it to the worker.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum ImagingError {
     /// The bytes are not a format Kiln decodes.
     #[error("unsupported format: {0}")]
@@ -34,9 +38,15 @@ pub enum ImagingError {
     /// The format is known but the data is truncated or malformed.
     #[error("corrupt image: {0}")]
     Corrupt(String),
-    /// Over a configured pixel, dimension or size limit (checked from the header).
+    /// Over a configured pixel, dimension, size or memory limit (checked from the header).
     #[error("image too large: {0}")]
     TooLarge(String),
+    /// The sniffed format is not the declared content type, or not an allowed one.
+    #[error("content type mismatch: {0}")]
+    Mismatch(String),
+    /// The pipeline ran past `worker.job_timeout_secs` (set by the jail, which kills it).
+    #[error("decode timed out: {0}")]
+    Timeout(String),
     /// Resizing or encoding failed (a bug, not the input's fault).
     #[error("rendering failed: {0}")]
     Render(String),
@@ -49,13 +59,15 @@ impl Classify for ImagingError {
             Self::Unsupported(_) => ErrorCode::UnsupportedFormat,
             Self::Corrupt(_) => ErrorCode::CorruptImage,
             Self::TooLarge(_) => ErrorCode::ImageTooLarge,
+            Self::Mismatch(_) => ErrorCode::ContentTypeMismatch,
+            Self::Timeout(_) => ErrorCode::DecodeTimeout,
             Self::Render(_) => ErrorCode::Internal,
         }
     }
 }
 
 /// One encoded rendition.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RenderedDerivative {
     /// The recipe it was rendered from.
     pub rendition: Rendition,
@@ -68,7 +80,7 @@ pub struct RenderedDerivative {
 }
 
 /// Time spent in each CPU stage of [`process`].
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 pub struct StageTimings {
     /// Sniff, header checks, decode, orientation and EXIF.
     pub decode: std::time::Duration,
@@ -79,7 +91,7 @@ pub struct StageTimings {
 }
 
 /// Everything the pipeline produces for one original.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Processed {
     /// Metadata of the original.
     pub metadata: ImageMetadata,
@@ -132,6 +144,9 @@ pub fn process(
     let started = std::time::Instant::now();
     let mut timings = StageTimings::default();
     let format = sniff_format(bytes)?;
+    if let Some(accept) = &limits.accept {
+        accept.check(format)?;
+    }
     let exif = metadata::read_exif(bytes);
     let orientation = exif.as_ref().and_then(|e| e.orientation);
     let decoded = decode::decode(bytes, format, limits, renditions, orientation)?;

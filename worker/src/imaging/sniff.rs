@@ -7,7 +7,7 @@
 //! brand (ISO/IEC 23008-12, AV1 Image File Format).
 
 /// A format Kiln decodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ImageFormat {
     /// JPEG/JFIF/EXIF.
     Jpeg,

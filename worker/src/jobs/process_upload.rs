@@ -16,7 +16,8 @@ use kiln_shared::lifecycle::{Claim, Failure};
 use kiln_shared::queue::{Job, ProcessUpload};
 
 use super::runtime::{self, Decision, Ended, JobContext, Outcome};
-use crate::imaging::{self, Limits};
+use crate::imaging::{self, Accept, ImagingError, Limits};
+use crate::jail::{Decoders, JobError};
 
 /// apalis handler: one attempt at an upload, run by [`runtime::run`]. Permanent failures and
 /// exhausted retries fail the upload and send the task to the dead set; a transient failure
@@ -28,6 +29,7 @@ use crate::imaging::{self, Limits};
 pub async fn handle(
     job: ProcessUpload,
     ctx: Data<Arc<JobContext>>,
+    decoders: Data<Decoders>,
     task_id: TaskId,
     attempt: Attempt,
 ) -> Result<(), BoxDynError> {
@@ -43,13 +45,14 @@ pub async fn handle(
         &ctx.metrics,
         &queue,
         span,
-        attempt_once(&ctx, job, &task, attempt.current() as u32),
+        attempt_once(&ctx, &decoders, job, &task, attempt.current() as u32),
     )
     .await
 }
 
 async fn attempt_once(
     ctx: &JobContext,
+    decoders: &Decoders,
     job: ProcessUpload,
     task: &str,
     delivery: u32,
@@ -82,7 +85,7 @@ async fn attempt_once(
         }
     };
     let attempt = upload.attempts as u32;
-    let failure = match process(ctx, &upload).await {
+    let failure = match process(ctx, decoders, &upload).await {
         Ok(outcome) => return Ok(outcome),
         Err(failure) => failure,
     };
@@ -118,11 +121,15 @@ async fn fail(ctx: &JobContext, upload: &Upload, failure: Failure) -> Result<Out
     }
 }
 
-/// One attempt at a claimed upload.
+/// One attempt at a claimed upload, its pipeline run by `decoders`.
 ///
 /// # Errors
 /// A [`Failure`], classified by the taxonomy.
-pub async fn process(ctx: &JobContext, upload: &Upload) -> Result<Outcome, Failure> {
+pub async fn process(
+    ctx: &JobContext,
+    decoders: &Decoders,
+    upload: &Upload,
+) -> Result<Outcome, Failure> {
     let started = Instant::now();
     let storage = ctx.storage();
     let max = ctx.settings.worker.max_encoded_bytes;
@@ -158,7 +165,8 @@ pub async fn process(ctx: &JobContext, upload: &Upload) -> Result<Outcome, Failu
         return Err(Failure::new(ErrorCode::SizeMismatch, facts.clone()).with_facts(facts));
     }
 
-    let processed = run_pipeline(ctx, bytes, ctx.settings.worker.renditions.clone()).await?;
+    let renditions = ctx.settings.worker.renditions.clone();
+    let processed = run_pipeline(ctx, decoders, upload, bytes, renditions).await?;
     ctx.metrics
         .processed_pixels
         .inc_by(u64::from(processed.metadata.width) * u64::from(processed.metadata.height));
@@ -202,20 +210,51 @@ pub async fn process(ctx: &JobContext, upload: &Upload) -> Result<Outcome, Failu
     Ok(Outcome::Succeeded)
 }
 
-/// Runs the image pipeline on `bytes` for `renditions` on a blocking thread (inside the job's
-/// span) with this worker's limits, and records its decode, render and encode stage times.
+/// Runs the image pipeline on `bytes` (the original of `upload`) for `renditions` with this
+/// worker's limits and the upload's declared content type checked against the sniffed format
+/// ([`Accept`]: `api.allowed_content_types`), and records its decode, render and encode stage
+/// times. With the jail on, a decoder child runs it ([`crate::jail::Pool::process`]: killed
+/// past `worker.job_timeout_secs`); with it off, a blocking thread inside the job's span,
+/// abandoned (not stopped) past the same timeout.
 ///
 /// # Errors
-/// The imaging [`Failure`] (permanent), or `corrupt_image` when a decoder panics.
+/// The imaging [`Failure`] (permanent): the pipeline's own, `decode_timeout` past the timeout,
+/// `corrupt_image` when a decoder panics or its child crashes, `image_too_large` when it runs
+/// out of memory; `internal` when no decoder child can be started.
 pub(crate) async fn run_pipeline(
     ctx: &JobContext,
+    decoders: &Decoders,
+    upload: &Upload,
     bytes: bytes::Bytes,
     renditions: Vec<kiln_shared::domain::Rendition>,
 ) -> Result<imaging::Processed, Failure> {
-    let limits = Limits::from_settings(&ctx.settings.worker);
-    let processed = runtime::blocking(move || imaging::process(&bytes, &renditions, &limits))
-        .await?
-        .map_err(|e| imaging_failure(&e))?;
+    let mut limits = Limits::from_settings(&ctx.settings.worker);
+    limits.accept = Some(Accept::new(
+        &upload.content_type,
+        &ctx.settings.api.allowed_content_types,
+    ));
+    let processed = match decoders.pool() {
+        Some(pool) => pool
+            .process(&bytes, &renditions, &limits)
+            .await
+            .map_err(|e| match e {
+                JobError::Failed(e) => imaging_failure(&e),
+                JobError::Unavailable(e) => Failure::new(ErrorCode::Internal, e.to_string()),
+            })?,
+        None => {
+            let timeout = decoders.timeout();
+            let work = runtime::blocking(move || imaging::process(&bytes, &renditions, &limits));
+            match tokio::time::timeout(timeout, work).await {
+                Ok(result) => result?.map_err(|e| imaging_failure(&e))?,
+                Err(_) => {
+                    return Err(imaging_failure(&ImagingError::Timeout(format!(
+                        "the pipeline ran past {} s (in process: its thread was abandoned)",
+                        timeout.as_secs()
+                    ))));
+                }
+            }
+        }
+    };
     ctx.stage("decode", processed.timings.decode);
     ctx.stage("render", processed.timings.render);
     ctx.stage("encode", processed.timings.encode);

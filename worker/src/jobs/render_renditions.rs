@@ -26,6 +26,7 @@ use kiln_shared::queue::{Job, RenderRenditions, task_id};
 
 use super::process_upload::{run_pipeline, store_derivatives};
 use super::runtime::{self, Decision, Ended, JobContext, Outcome};
+use crate::jail::Decoders;
 
 /// apalis handler: one attempt, run by [`runtime::run`]. A permanent failure, or a transient
 /// one after `worker.max_attempts` attempts, ends the task in the dead set; a transient one
@@ -37,6 +38,7 @@ use super::runtime::{self, Decision, Ended, JobContext, Outcome};
 pub async fn handle(
     job: RenderRenditions,
     ctx: Data<Arc<JobContext>>,
+    decoders: Data<Decoders>,
     task_id: TaskId,
 ) -> Result<(), BoxDynError> {
     let span = tracing::info_span!(
@@ -48,16 +50,23 @@ pub async fn handle(
     );
     let queue = RenderRenditions::namespace(&ctx.settings.redis);
     let task = task_id.to_string();
-    runtime::run(&ctx.metrics, &queue, span, attempt_once(&ctx, job, &task)).await
+    runtime::run(
+        &ctx.metrics,
+        &queue,
+        span,
+        attempt_once(&ctx, &decoders, job, &task),
+    )
+    .await
 }
 
 async fn attempt_once(
     ctx: &JobContext,
+    decoders: &Decoders,
     job: RenderRenditions,
     task: &str,
 ) -> Result<Outcome, Ended> {
     let attempt = job.retries + 1;
-    let failure = match render(ctx, &job).await {
+    let failure = match render(ctx, decoders, &job).await {
         Ok(outcome) => return Ok(outcome),
         Err(f) => f,
     };
@@ -86,11 +95,16 @@ async fn attempt_once(
     }
 }
 
-/// One attempt: re-render `job.renditions` of the upload and commit only those derivatives.
+/// One attempt: re-render `job.renditions` of the upload (the pipeline run by `decoders`) and
+/// commit only those derivatives.
 ///
 /// # Errors
 /// A [`Failure`], classified by the taxonomy.
-pub async fn render(ctx: &JobContext, job: &RenderRenditions) -> Result<Outcome, Failure> {
+pub async fn render(
+    ctx: &JobContext,
+    decoders: &Decoders,
+    job: &RenderRenditions,
+) -> Result<Outcome, Failure> {
     let pool = ctx.lifecycle.pool();
     let Some(upload) = db::get(pool, job.upload_id)
         .await
@@ -131,7 +145,7 @@ pub async fn render(ctx: &JobContext, job: &RenderRenditions) -> Result<Outcome,
         ));
     };
     ctx.stage("fetch", t.elapsed());
-    let processed = run_pipeline(ctx, object.bytes, selected).await?;
+    let processed = run_pipeline(ctx, decoders, &upload, object.bytes, selected).await?;
 
     let t = Instant::now();
     let stored = store_derivatives(ctx, &upload, processed.derivatives).await?;
