@@ -2,8 +2,8 @@
 //! each, with a wall-clock timeout per image and replacement of every child that fails.
 //!
 //! A job takes a slot (at most `size` images in flight), then an idle child (or starts one
-//! if none is ready), sends its [`Request`] and waits for the [`Response`] for at most the
-//! job timeout. Then:
+//! if none is ready), sends its [`Request`] and waits for the
+//! [`Response`](super::protocol::Response) for at most the job timeout. Then:
 //! - an answer: the child's log events are replayed in the job's span and the child goes
 //!   back to the idle list, or is retired (it panicked, or served `max_jobs` images) and a
 //!   replacement is started in the background;

@@ -92,7 +92,7 @@ const ALLOWED: &[i64] = &[
     libc::SYS_getegid,
 ];
 
-/// System calls that must never be in [`ALLOWED`] (checked by a test): what the jail
+/// System calls that must never be on the allow-list (checked by a test): what the jail
 /// promises to stop, on every architecture.
 pub const NEVER_ALLOWED: &[i64] = &[
     libc::SYS_openat,
