@@ -53,17 +53,8 @@ async fn missing_bad_or_expired_tokens_get_401() {
         app.create_upload_as(&expired, &body).await.status(),
         StatusCode::UNAUTHORIZED
     );
-    assert_eq!(count_uploads(&app).await, 0);
+    assert_eq!(app.upload_rows().await, 0);
     app.finish().await;
-}
-
-async fn count_uploads(app: &crate::helpers::TestApp) -> i64 {
-    kiln_shared::db::uploads::count_by_state(&app.db)
-        .await
-        .unwrap()
-        .iter()
-        .map(|(_, n)| n)
-        .sum()
 }
 
 #[tokio::test]
@@ -83,7 +74,7 @@ async fn oversized_or_unsupported_uploads_are_refused_before_signing() {
         .await;
     assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(error_code(resp).await, ErrorCode::UnsupportedContentType);
-    assert_eq!(count_uploads(&app).await, 0);
+    assert_eq!(app.upload_rows().await, 0);
     app.finish().await;
 }
 

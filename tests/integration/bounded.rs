@@ -35,16 +35,6 @@ async fn error_of(resp: reqwest::Response, status: StatusCode) -> ErrorBody {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not an error body ({e}): {text}"))
 }
 
-/// Rows in the test's upload store, in any state.
-async fn upload_rows(app: &TestApp) -> i64 {
-    kiln_shared::db::uploads::count_by_state(&app.db)
-        .await
-        .unwrap()
-        .iter()
-        .map(|(_, n)| n)
-        .sum()
-}
-
 /// A second API on `app`'s database, queue and bucket, with `tune` applied to its settings;
 /// serves until the returned sender is dropped or fires.
 async fn another_api(
@@ -100,7 +90,7 @@ async fn a_body_over_the_limit_is_413_with_an_error_body() {
                        "pad": "x".repeat(max - 200)});
     let resp = app.create_upload_as(&app.token, &under).await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(upload_rows(&app).await, 0);
+    assert_eq!(app.upload_rows().await, 0);
     app.finish().await;
 }
 
@@ -202,12 +192,12 @@ async fn control_and_bidi_filenames_are_invalid_filename_and_store_nothing() {
             assert!(!body.error.message.contains(c), "{name:?} echoed: {body:?}");
         }
     }
-    assert_eq!(upload_rows(&app).await, 0);
+    assert_eq!(app.upload_rows().await, 0);
     // Names in other scripts, and joiners, are fine.
     for name in ["été.jpg", "ملف.png", "写真 (1).jpg", "👩\u{200D}💻.jpg"] {
         app.authorize(name, "image/jpeg", 10, "put").await;
     }
-    assert_eq!(upload_rows(&app).await, 4);
+    assert_eq!(app.upload_rows().await, 4);
     app.finish().await;
 }
 

@@ -553,6 +553,16 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Rows in this test's upload store, in any state.
+    pub async fn upload_rows(&self) -> i64 {
+        kiln_shared::db::uploads::count_by_state(&self.db)
+            .await
+            .unwrap()
+            .iter()
+            .map(|(_, n)| n)
+            .sum()
+    }
+
     /// `POST /v1/uploads/{id}/complete` for the default owner.
     pub async fn complete(&self, id: &str) -> Response {
         self.complete_as(&self.token, id).await
