@@ -1,11 +1,12 @@
 //! `kiln`: the one binary. Subcommands run all of Kiln in one process on embedded parts
 //! (`kiln serve`, the standalone default), the API (`kiln api`), a worker (`kiln worker`),
 //! migrations (`kiln migrate`), the upload client (`kiln upload FILE…`) and token minting
-//! (`kiln token`), dead-job inspection and replay (`kiln jobs`), and re-rendering derivatives
-//! after a recipe changed (`kiln renditions regenerate`), plus the hidden `kiln decode-child`
-//! that workers start as their jailed decoders (`kiln_worker::jail`). Thin: parse arguments,
-//! load settings, call into the crates. The benchmarks are a separate binary of the workspace, `kiln-bench`
-//! (`bench/`), so they do not ship in this one.
+//! (`kiln token`), API keys (`kiln keys`), dead-job inspection and replay (`kiln jobs`), and
+//! re-rendering derivatives after a recipe changed (`kiln renditions regenerate`), plus the
+//! hidden `kiln decode-child` that workers start as their jailed decoders
+//! (`kiln_worker::jail`). Thin: parse arguments, load settings, call into the crates. The
+//! benchmarks are a separate binary of the workspace, `kiln-bench` (`bench/`), so they do not
+//! ship in this one.
 
 mod cli;
 
@@ -44,8 +45,14 @@ enum Command {
     /// Inspect and replay dead jobs.
     #[command(subcommand)]
     Jobs(cli::jobs::JobsCommand),
+    /// Read an owner's usage and limits; set their quota overrides.
+    #[command(subcommand)]
+    Owners(cli::owners::OwnersCommand),
     /// Mint a development JWT from the configured secret.
     Token(cli::token::TokenArgs),
+    /// Create, list and revoke API keys (`kiln_…` bearer credentials with scopes).
+    #[command(subcommand)]
+    Keys(cli::keys::KeysCommand),
     /// Copy a standalone instance (`--from DATA_DIR`) into a fleet: rows and objects, same ids.
     Transfer(cli::transfer::TransferArgs),
     /// Re-render derivatives after a rendition recipe changed.
@@ -113,6 +120,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Command::Token(a) => cli::token::run(&settings, &a),
         Command::Transfer(a) => cli::transfer::run(settings, &a).await,
         Command::Jobs(cmd) => cli::jobs::run(&settings, cmd).await,
+        Command::Keys(cmd) => cli::keys::run(&settings, cmd).await,
+        Command::Owners(cmd) => cli::owners::run(&settings, cmd).await,
         Command::Renditions(cmd) => cli::renditions::run(&settings, cmd).await,
         Command::DecodeChild(_) => unreachable!("handled before the runtime starts"),
     }

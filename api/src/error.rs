@@ -76,6 +76,51 @@ pub enum ApiError {
     /// Redis failed on a read path: 503 `queue_unavailable`.
     #[error("the job queue failed: {0}")]
     Queue(#[from] QueueError),
+    /// 429 `rate_limited`: the caller is over a rate limit. The response carries
+    /// `Retry-After` (RFC 9110 §10.2.3, whole seconds) and the `RateLimit-Policy` and
+    /// `RateLimit` fields of draft-ietf-httpapi-ratelimit-headers-10.
+    #[error("too many {} requests; try again in {} s", .0.policy, .0.retry_after_secs())]
+    RateLimited(RateLimitInfo),
+}
+
+/// What a 429 tells the client (see [`ApiError::RateLimited`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitInfo {
+    /// The policy's name (`authorize`, `complete`, `auth_failures`), quoted in both fields.
+    pub policy: &'static str,
+    /// Requests the policy allows per window (`q`).
+    pub quota: u32,
+    /// The window, in seconds (`w`).
+    pub window_secs: u64,
+    /// Time until the next request would be allowed.
+    pub retry_after: std::time::Duration,
+}
+
+impl RateLimitInfo {
+    /// `retry_after` rounded up to whole seconds, at least 1.
+    pub fn retry_after_secs(&self) -> u64 {
+        self.retry_after.as_secs_f64().ceil().max(1.0) as u64
+    }
+
+    /// The headers of the 429: `Retry-After: N`, `RateLimit-Policy: "p";q=Q;w=W` and
+    /// `RateLimit: "p";r=0;t=N`.
+    pub fn headers(&self) -> [(axum::http::HeaderName, String); 3] {
+        let t = self.retry_after_secs();
+        [
+            (axum::http::header::RETRY_AFTER, t.to_string()),
+            (
+                axum::http::HeaderName::from_static("ratelimit-policy"),
+                format!(
+                    "\"{}\";q={};w={}",
+                    self.policy, self.quota, self.window_secs
+                ),
+            ),
+            (
+                axum::http::HeaderName::from_static("ratelimit"),
+                format!("\"{}\";r=0;t={t}", self.policy),
+            ),
+        ]
+    }
 }
 
 impl ApiError {
@@ -122,6 +167,7 @@ impl Classify for ApiError {
             Self::Storage(e) => e.code(),
             Self::Database(e) => e.code(),
             Self::Queue(e) => e.code(),
+            Self::RateLimited(_) => ErrorCode::RateLimited,
         }
     }
 }
@@ -133,12 +179,23 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %self, code = code.as_str(), "request failed");
         }
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code,
-                message: self.client_message(),
-            },
+        let mut detail = ErrorDetail::new(code, self.client_message());
+        if let Self::Lifecycle(LifecycleError::QuotaExceeded(q)) = &self {
+            detail.quota = Some(*q);
+        }
+        let headers = match &self {
+            Self::RateLimited(info) => {
+                detail.retry_after_secs = Some(info.retry_after_secs());
+                info.headers().to_vec()
+            }
+            _ => Vec::new(),
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(ErrorBody { error: detail })).into_response();
+        for (name, value) in headers {
+            if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, v);
+            }
+        }
+        response
     }
 }

@@ -84,13 +84,22 @@ impl Application {
             ),
             None => None,
         };
+        let metrics = Arc::new(kiln_shared::metrics::Metrics::with_owner_labels(
+            settings.scheduling.owner_metrics,
+        ));
+        let limits = Arc::new(
+            crate::rate_limit::RateLimits::from_settings(&settings.rate_limits)
+                .with_metrics(metrics.clone()),
+        );
+        limits.spawn_housekeeping();
         let state = AppState {
             settings,
             verifier,
             lifecycle,
             pool,
             storage,
-            metrics: Arc::new(kiln_shared::metrics::Metrics::new()),
+            limits,
+            metrics,
             gauges_refreshed: Arc::default(),
             readiness: Arc::default(),
         };
@@ -145,9 +154,14 @@ impl Application {
         let until = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let public = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(until(stopped.clone()))
-            .into_future();
+        // Client IPs for the per-IP limit on failed authentications.
+        let public = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(until(stopped.clone()))
+        .into_future();
         match self.admin {
             Some((listener, router)) => {
                 let admin = axum::serve(listener, router)
@@ -164,7 +178,8 @@ impl Application {
 /// The public listener's router with middleware ([`with_middleware`]): every route, or without
 /// `/metrics`, `/readyz` and `/healthz` when `api.admin_listen` is set ([`admin_router`]
 /// serves them there). It serves its own OpenAPI document at `/openapi.json`, listing exactly
-/// its routes, with `state`'s limits filled in.
+/// its routes, with `state`'s limits filled in. Its routes count failed authentications per
+/// client IP ([`crate::rate_limit::limit_auth_failures`]).
 ///
 /// # Panics
 /// If the OpenAPI document cannot be serialized (it is plain data; this does not happen).
@@ -177,8 +192,14 @@ pub fn router(state: AppState) -> Router {
     let (router, mut openapi) = routes.split_for_parts();
     routes::openapi::apply_settings(&mut openapi, &state.settings.api);
     let document = serde_json::to_vec(&openapi).expect("the OpenAPI document serializes");
+    let limit_auth_failures = axum::middleware::from_fn_with_state(
+        state.limits.clone(),
+        crate::rate_limit::limit_auth_failures,
+    );
     with_middleware(
-        router.layer(Extension(routes::openapi::Document(document.into()))),
+        router
+            .layer(Extension(routes::openapi::Document(document.into())))
+            .layer(limit_auth_failures),
         state,
     )
 }

@@ -24,6 +24,8 @@ pub struct AppState {
     pub pool: Db,
     /// S3 bucket client, for download URLs (the lifecycle's).
     pub storage: Storage,
+    /// This process's rate limiters (`[rate_limits]`).
+    pub limits: Arc<crate::rate_limit::RateLimits>,
     /// This process's metrics.
     pub metrics: Arc<Metrics>,
     /// When the Postgres/Redis gauges of `/metrics` were last read; the lock is held across a

@@ -133,26 +133,48 @@ impl KilnClient {
         }
     }
 
-    /// Sends `req` with the bearer token and parses a 2xx body as `T`.
+    /// Sends `req` with the bearer token and parses a 2xx body as `T`. A 429 `rate_limited` is
+    /// retried after its `Retry-After` (whole seconds, RFC 9110 §10.2.3; capped at
+    /// [`MAX_RATE_LIMIT_WAIT`]), up to [`RATE_LIMIT_RETRIES`] times.
     async fn call<T: DeserializeOwned>(
         &self,
         call: Call,
         req: RequestBuilder,
     ) -> Result<T, ClientError> {
         let transport = |source| ClientError::Transport { call, source };
-        let resp = req
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(transport)?;
-        let status = resp.status();
-        let body = resp.bytes().await.map_err(transport)?;
-        if !status.is_success() {
-            return Err(ClientError::from_response(call, status, &body));
+        let req = req.bearer_auth(&self.token);
+        let mut retries = 0;
+        loop {
+            let attempt = req.try_clone().expect("API requests have buffered bodies");
+            let resp = attempt.send().await.map_err(transport)?;
+            let status = resp.status();
+            if status == reqwest::StatusCode::TOO_MANY_REQUESTS && retries < RATE_LIMIT_RETRIES {
+                let wait = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map_or(Duration::from_secs(1), Duration::from_secs)
+                    .min(MAX_RATE_LIMIT_WAIT);
+                retries += 1;
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            let body = resp.bytes().await.map_err(transport)?;
+            if !status.is_success() {
+                return Err(ClientError::from_response(call, status, &body));
+            }
+            return serde_json::from_slice(&body)
+                .map_err(|source| ClientError::Decode { call, source });
         }
-        serde_json::from_slice(&body).map_err(|source| ClientError::Decode { call, source })
     }
 }
+
+/// Times a call answered 429 `rate_limited` is retried before its error is returned.
+pub const RATE_LIMIT_RETRIES: u32 = 5;
+
+/// Longest wait the client honours from one `Retry-After`.
+pub const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
 
 /// The [`CreateUpload`] for the file at `path` holding `byte_size` bytes: its file name
 /// (`upload` when it has none in UTF-8), the MIME type its extension implies

@@ -65,10 +65,10 @@ async fn authorize(
         return Err((
             StatusCode::PAYLOAD_TOO_LARGE,
             Json(ErrorBody {
-                error: ErrorDetail {
-                    code: ErrorCode::UploadTooLarge,
-                    message: "the upload is over the size limit".into(),
-                },
+                error: ErrorDetail::new(
+                    ErrorCode::UploadTooLarge,
+                    "the upload is over the size limit",
+                ),
             }),
         ));
     }

@@ -1,5 +1,6 @@
 //! Bearer-token auth: JWTs (RFC 7519) whose `sub` is the owner id and whose space-separated
-//! `scope` may contain `admin`.
+//! `scope` may contain `admin`, and the [`Principal`] every credential (JWT or API key,
+//! `crate::api_keys`) resolves to, with its scopes.
 //!
 //! [`Verifier`] checks a token with the key `auth.*` configures: an HS256 secret (RFC 7518
 //! §3.2), or public keys for EdDSA/Ed25519 (RFC 8037) or RS256 (RFC 7518 §3.3) from a PEM file
@@ -16,6 +17,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use crate::api_keys::{MissingScope, Scope, Scopes};
 use crate::config::{AuthSettings, KeyError};
 use crate::domain::OwnerId;
 
@@ -52,13 +54,40 @@ pub struct Claims {
     pub aud: Option<Audience>,
 }
 
-/// A verified principal.
+/// A verified principal: who is asking, and what they may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// Owner id from `sub`.
+    /// The owner: a JWT's `sub`, or the owner an API key was created for.
     pub owner: OwnerId,
-    /// Whether `scope` contains `admin`.
-    pub admin: bool,
+    /// What the credential allows: an API key's own scopes; for a JWT, `upload` and `read`,
+    /// plus `admin` when its `scope` claim contains `admin` ([`Scopes::for_jwt`]).
+    pub scopes: Scopes,
+    /// The API key's prefix when the credential is an API key; `None` for a JWT.
+    pub key: Option<String>,
+}
+
+impl Principal {
+    /// Whether the credential carries `scope`.
+    pub fn has(&self, scope: Scope) -> bool {
+        self.scopes.contains(scope)
+    }
+
+    /// Whether the credential carries the `admin` scope.
+    pub fn is_admin(&self) -> bool {
+        self.has(Scope::Admin)
+    }
+
+    /// `Ok` when the credential carries `scope`.
+    ///
+    /// # Errors
+    /// [`MissingScope`] (403 `forbidden`, naming the scope) when it does not.
+    pub fn require(&self, scope: Scope) -> Result<(), MissingScope> {
+        if self.has(scope) {
+            Ok(())
+        } else {
+            Err(MissingScope(scope))
+        }
+    }
 }
 
 /// Why a token was refused, or could not be minted.
@@ -293,7 +322,8 @@ impl Verifier {
         }
         Ok(Principal {
             owner: OwnerId::parse(&claims.sub)?,
-            admin: claims.scope.split_whitespace().any(|s| s == "admin"),
+            scopes: Scopes::for_jwt(&claims.scope),
+            key: None,
         })
     }
 }
@@ -390,7 +420,15 @@ mod tests {
             .unwrap()
             .verify(&token)
             .unwrap();
-        assert_eq!(p, Principal { owner, admin: true });
+        assert_eq!(
+            p,
+            Principal {
+                owner,
+                scopes: Scopes::ALL,
+                key: None
+            }
+        );
+        assert!(p.is_admin());
         let other = settings(&SECRET.replace('9', "8"));
         assert!(
             Verifier::from_settings(&other)

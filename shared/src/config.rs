@@ -16,10 +16,12 @@ mod api;
 mod auth;
 mod env;
 pub mod standalone;
+mod tenancy;
 mod worker;
 
 pub use api::ApiSettings;
 pub use auth::{AuthSettings, KeyError, check_secret as auth_check_secret};
+pub use tenancy::{QuotaSettings, RateLimitSettings, SchedulingSettings};
 pub use worker::{JailSettings, WorkerSettings};
 
 /// Serialises a secret in clear. Settings are serialised only to seed figment's defaults layer
@@ -56,6 +58,12 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// The periodic sweeper (`SweepUploads`).
     pub sweeper: SweeperSettings,
+    /// Default per-owner quotas.
+    pub quotas: QuotaSettings,
+    /// Per-owner request rates.
+    pub rate_limits: RateLimitSettings,
+    /// The fair scheduler.
+    pub scheduling: SchedulingSettings,
 }
 
 /// Errors from [`Settings::load`].
@@ -138,6 +146,10 @@ impl Settings {
         rule(
             self.redis.heartbeat_secs > 0 && self.redis.missed_heartbeats >= 2,
             "redis.heartbeat_secs must be > 0 and redis.missed_heartbeats >= 2",
+        )?;
+        rule(
+            self.scheduling.max_waiting_per_owner > 0,
+            "scheduling.max_waiting_per_owner must be > 0",
         )?;
         rule(
             self.worker.max_attempts > 0,

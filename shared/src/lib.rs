@@ -1,8 +1,9 @@
 //! Kiln's shared crate: domain types and the error taxonomy, configuration, the upload
 //! lifecycle (every state change with its queue work), database access, the S3 storage
-//! client, the queues and job payloads, auth tokens, wire types and telemetry, used by the
-//! API, the worker and the CLI.
+//! client, the queues and job payloads, auth tokens and API keys, wire types and telemetry,
+//! used by the API, the worker and the CLI.
 
+pub mod api_keys;
 pub mod auth;
 pub mod config;
 pub mod db;

@@ -46,6 +46,20 @@ pub struct Metrics {
     pub queue_jobs: IntGaugeVec,
     /// `kiln_uploads{state}` (read from Postgres).
     pub uploads: IntGaugeVec,
+    /// `kiln_uploads_held`: completed uploads held in the upload store for their owner's
+    /// admission window (read from the store).
+    pub uploads_held: IntGauge,
+    /// `kiln_quota_refusals_total{limit[,owner]}`: authorizations refused `quota_exceeded`, by
+    /// the limit (`bytes`, `uploads`, `pending`).
+    pub quota_refusals: IntCounterVec,
+    /// `kiln_rate_limited_total{policy[,owner]}`: requests answered 429, by policy
+    /// (`authorize`, `complete`, `auth_failures`; the last never has an owner).
+    pub rate_limited: IntCounterVec,
+    /// `kiln_owner_queue_wait_seconds[{owner}]`: complete (or replay) → claim of a
+    /// ProcessUpload job, time held for the owner's window included.
+    pub owner_queue_wait: HistogramVec,
+    /// Whether the per-owner series carry an `owner` label (`scheduling.owner_metrics`).
+    owner_labels: bool,
 }
 
 /// How one job attempt ended: the `outcome` label of `kiln_jobs_total`.
@@ -137,7 +151,23 @@ impl Metrics {
     /// # Panics
     /// Never in practice: the names are static and valid, and each is registered once.
     pub fn new() -> Self {
+        Self::with_owner_labels(false)
+    }
+
+    /// [`Metrics::new`], with an `owner` label on the per-owner series when `owner_labels`
+    /// (`scheduling.owner_metrics`; one series per owner, so off by default).
+    ///
+    /// # Panics
+    /// Never in practice, as [`Metrics::new`].
+    pub fn with_owner_labels(owner_labels: bool) -> Self {
         let registry = Registry::new();
+        let with_owner = |labels: &[&'static str]| -> Vec<&'static str> {
+            let mut v = labels.to_vec();
+            if owner_labels {
+                v.push("owner");
+            }
+            v
+        };
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
             registry
@@ -194,6 +224,13 @@ impl Metrics {
                 .register(Box::new(c.clone()))
                 .expect("registered once");
             c
+        };
+        let plain_gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("registered once");
+            g
         };
         let processed_bytes = plain_counter(
             "kiln_processed_bytes_total",
@@ -258,8 +295,59 @@ impl Metrics {
                 "Uploads by state (from Postgres).",
                 &["state"],
             ),
+            uploads_held: plain_gauge(
+                "kiln_uploads_held",
+                "Completed uploads held for their owner's admission window.",
+            ),
+            quota_refusals: counter(
+                "kiln_quota_refusals_total",
+                "Authorizations refused quota_exceeded, by limit.",
+                &with_owner(&["limit"]),
+            ),
+            rate_limited: counter(
+                "kiln_rate_limited_total",
+                "Requests answered 429 rate_limited, by policy.",
+                &with_owner(&["policy"]),
+            ),
+            owner_queue_wait: histogram(
+                "kiln_owner_queue_wait_seconds",
+                "Time from complete (or replay) to a worker's claim, held time included.",
+                &with_owner(&[]),
+            ),
+            owner_labels,
             registry,
         }
+    }
+
+    /// `label` followed by `owner` when owner labels are on.
+    fn owner_values<'a>(&self, label: Option<&'a str>, owner: &'a str) -> Vec<&'a str> {
+        let mut v: Vec<&str> = label.into_iter().collect();
+        if self.owner_labels {
+            v.push(owner);
+        }
+        v
+    }
+
+    /// `kiln_quota_refusals_total{limit}` + 1 (`limit`: `bytes`, `uploads` or `pending`).
+    pub fn record_quota_refusal(&self, limit: &str, owner: &str) {
+        self.quota_refusals
+            .with_label_values(&self.owner_values(Some(limit), owner))
+            .inc();
+    }
+
+    /// `kiln_rate_limited_total{policy}` + 1; `owner` is `None` for `auth_failures` (the
+    /// label is then empty).
+    pub fn record_rate_limited(&self, policy: &str, owner: Option<&str>) {
+        self.rate_limited
+            .with_label_values(&self.owner_values(Some(policy), owner.unwrap_or("")))
+            .inc();
+    }
+
+    /// `kiln_owner_queue_wait_seconds` observes `secs`.
+    pub fn observe_queue_wait(&self, owner: &str, secs: f64) {
+        self.owner_queue_wait
+            .with_label_values(&self.owner_values(None, owner))
+            .observe(secs);
     }
 
     /// The registry in Prometheus text format.

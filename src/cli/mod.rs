@@ -2,6 +2,8 @@
 
 pub mod decode_child;
 pub mod jobs;
+pub mod keys;
+pub mod owners;
 pub mod renditions;
 pub mod serve;
 pub mod standalone;

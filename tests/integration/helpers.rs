@@ -220,6 +220,11 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
     // bucket-wide lifecycle rule is not set from parallel tests.
     settings.sweeper.enabled = false;
     settings.sweeper.lifecycle_rule = false;
+    // Rate limits are off in tests (batches of hundreds of uploads, many bad tokens); a test of
+    // the limits turns them on through `TestOptions::settings`, which is applied after this.
+    settings.rate_limits.authorize_per_second = 0;
+    settings.rate_limits.complete_per_second = 0;
+    settings.rate_limits.auth_failures_per_minute = 0;
     if let Some(url) = opts.redis_url {
         settings.redis.url = url;
     }

@@ -3,8 +3,10 @@
 //! only `vipsthumbnail` (`scripts/deps`).
 
 mod api;
+mod api_keys;
 mod bounded;
 mod chaos;
+mod fairness;
 mod faults;
 mod helpers;
 mod hostile;
@@ -18,6 +20,7 @@ mod openapi;
 mod pipeline;
 mod prometheus;
 mod quality;
+mod rate_limits;
 mod recovery;
 mod renditions;
 mod replay;
@@ -25,3 +28,4 @@ mod schemathesis;
 mod standalone;
 mod sweeper;
 mod taxonomy;
+mod tenancy;

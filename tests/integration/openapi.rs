@@ -162,7 +162,13 @@ async fn openapi_covers_every_route() {
     let unknown_id = kiln_shared::domain::UploadId::new().to_string();
     for (method, path) in &served {
         let op = &doc["paths"][path][method];
-        let url = format!("{}{}", app.address, path.replace("{id}", &unknown_id));
+        let url = format!(
+            "{}{}",
+            app.address,
+            path.replace("{id}", &unknown_id)
+                .replace("{prefix}", "000000000000")
+                .replace("{owner}", "nobody")
+        );
         assert!(!url.contains('{'), "unfilled path parameter in {path}");
         let mut req = app.client.request(
             Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(),

@@ -62,7 +62,9 @@ impl Worker {
         let settings = Arc::new(settings);
         let pool = kiln_shared::db::connect(&settings.database)?;
         let storage = Storage::new(&settings.storage);
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::with_owner_labels(
+            settings.scheduling.owner_metrics,
+        ));
         metrics.init_worker_series(&settings.redis.queue);
         let listener = tokio::net::TcpListener::bind(settings.worker.metrics_listen)
             .await

@@ -81,6 +81,10 @@ async fn refresh_gauges(state: &AppState) {
         }
         Err(e) => tracing::warn!(error = %e, "cannot count uploads for /metrics"),
     }
+    match kiln_shared::db::admission::count_held(&state.pool).await {
+        Ok(n) => m.uploads_held.set(n),
+        Err(e) => tracing::warn!(error = %e, "cannot count held uploads for /metrics"),
+    }
     match state.lifecycle.queue().depth().await {
         Ok(d) => {
             let q = state.settings.redis.queue.as_str();

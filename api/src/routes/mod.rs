@@ -8,9 +8,11 @@
 
 pub mod admin;
 pub mod health;
+pub mod keys;
 pub mod metrics;
 pub mod openapi;
 pub mod uploads;
+pub mod usage;
 
 use axum::http::{Method, Uri};
 use utoipa::OpenApi as _;
@@ -35,6 +37,11 @@ pub fn public() -> OpenApiRouter<AppState> {
         .routes(routes!(uploads::complete))
         .routes(routes!(admin::list))
         .routes(routes!(admin::replay))
+        .routes(routes!(keys::create, keys::list))
+        .routes(routes!(keys::revoke))
+        .routes(routes!(usage::show))
+        .routes(routes!(usage::owner))
+        .routes(routes!(usage::set_quota))
         .routes(routes!(openapi::openapi_json))
 }
 

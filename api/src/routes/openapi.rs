@@ -11,6 +11,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use kiln_shared::config::ApiSettings;
 use kiln_shared::wire::{CreateUpload, ReplayRequest};
+use utoipa::openapi::Ref;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 
@@ -37,7 +38,7 @@ pub const BEARER: &str = "bearer";
     ),
     tags(
         (name = "uploads", description = "An owner's uploads (the owner is the token's `sub`)."),
-        (name = "admin", description = "Dead jobs and replay; the token needs the admin claim."),
+        (name = "admin", description = "Dead jobs, replay and API keys; the credential needs the `admin` scope."),
         (name = "operations", description = "Probes, metrics and this document; no token."),
     ),
     components(
@@ -50,24 +51,30 @@ pub const BEARER: &str = "bearer";
             Timeout,
             Internal,
             StorageRejected,
-            Unavailable
+            Unavailable,
+            RateLimited
         )
     ),
     modifiers(&BearerScheme)
 )]
 pub struct ApiDoc;
 
-/// Adds the [`BEARER`] scheme: `Authorization: Bearer <HS256 JWT>` (`kiln token` mints one).
+/// Adds the [`BEARER`] scheme: `Authorization: Bearer <JWT or API key>` (`kiln token` mints a
+/// JWT, `kiln keys create` makes a key).
 struct BearerScheme;
 
 impl Modify for BearerScheme {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         let mut http = Http::new(HttpAuthScheme::Bearer);
-        http.bearer_format = Some("JWT".into());
+        http.bearer_format = Some("JWT or kiln API key".into());
         http.description = Some(
-            "HS256 JWT signed with `auth.jwt_secret`; `sub` is the owner, and admin routes \
-             need the `admin` claim."
+            "A JWT (`sub` is the owner; HS256 with `auth.jwt_secret`, or EdDSA/RS256 with the \
+             configured public keys) or an API key `kiln_{prefix}_{secret}` (`kiln keys \
+             create`, `POST /v1/admin/keys`). Each route needs a scope: `upload` (create and \
+             complete uploads), `read` (get and list them) or `admin` (`/v1/admin/…`). A JWT \
+             carries `upload` and `read`, and `admin` too when its `scope` claim has `admin`; \
+             an API key carries the scopes it was created with."
                 .into(),
         );
         components.add_security_scheme(BEARER, SecurityScheme::Http(http));
@@ -84,11 +91,12 @@ pub struct InvalidRequest(pub ErrorBody);
 #[derive(ToResponse)]
 pub struct ContentTooLarge(pub ErrorBody);
 
-/// `unauthorized`: no, malformed, bad or expired bearer token.
+/// `unauthorized`: no, malformed, bad or expired bearer token, or an unknown, revoked or
+/// expired API key.
 #[derive(ToResponse)]
 pub struct Unauthorized(pub ErrorBody);
 
-/// `forbidden`: the token lacks the admin claim.
+/// `forbidden`: the credential lacks the scope the route needs (the message names it).
 #[derive(ToResponse)]
 pub struct Forbidden(pub ErrorBody);
 
@@ -111,11 +119,41 @@ pub struct StorageRejected(pub ErrorBody);
 #[derive(ToResponse)]
 pub struct Unavailable(pub ErrorBody);
 
+/// `rate_limited`: too many requests; `Retry-After` (seconds), `RateLimit-Policy` and
+/// `RateLimit` (draft-ietf-httpapi-ratelimit-headers-10) say when to try again.
+#[derive(ToResponse)]
+#[response(headers(
+    ("Retry-After" = u64, description = "Seconds to wait before the next request"),
+    ("RateLimit-Policy" = String, description = "The policy: `\"name\";q=requests;w=seconds`"),
+    ("RateLimit" = String, description = "What is left: `\"name\";r=0;t=seconds`"),
+))]
+pub struct RateLimited(pub ErrorBody);
+
 /// Fills `settings`' limits into `doc` (built from code, which cannot know them): the
 /// `CreateUpload` schema's `content_type` enum (`api.allowed_content_types`) and `byte_size`
 /// maximum (`api.max_upload_bytes`) ([`CreateUpload::schema_for`]), and the `ReplayRequest`
-/// schema's `ids` `maxItems` (`api.max_replay_ids`, [`ReplayRequest::schema_for`]).
+/// schema's `ids` `maxItems` (`api.max_replay_ids`, [`ReplayRequest::schema_for`]). It also
+/// lists 429 ([`RateLimited`]) on every `/v1/…` operation: a client IP over the failed
+/// authentication limit gets it on any of them (`crate::rate_limit::limit_auth_failures`).
 pub fn apply_settings(doc: &mut utoipa::openapi::OpenApi, api: &ApiSettings) {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        let ops = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in ops.into_iter().flatten() {
+            op.responses
+                .responses
+                .entry("429".into())
+                .or_insert_with(|| Ref::from_response_name("RateLimited").into());
+        }
+    }
     let components = doc.components.get_or_insert_with(Default::default);
     components.schemas.insert(
         CreateUpload::name().into_owned(),

@@ -6,17 +6,19 @@ use base64::Engine;
 use chrono::DateTime;
 use kiln_shared::db::uploads::{self as db, Cursor};
 use kiln_shared::domain::{Derivative, Upload, UploadId, UploadState};
-use kiln_shared::lifecycle::UploadRequest;
+use kiln_shared::lifecycle::{LifecycleError, UploadRequest};
 use kiln_shared::wire::{
     CreateUpload, DerivativeView, ErrorView, ListUploadsQuery, UploadAuthorization, UploadPage,
     UploadView,
 };
 
-use crate::auth::Authenticated;
+use crate::auth::{Reader, Uploader};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path, Query};
+use crate::rate_limit::Policy;
 use crate::routes::openapi::{
-    Internal, InvalidRequest, StorageRejected, Timeout, Unauthorized, Unavailable,
+    Forbidden, Internal, InvalidRequest, RateLimited, StorageRejected, Timeout, Unauthorized,
+    Unavailable,
 };
 use crate::state::AppState;
 
@@ -50,16 +52,19 @@ use crate::state::AppState;
         (status = 401, response = Unauthorized),
         (status = 408, response = Timeout),
         (status = 413, description = "`upload_too_large`: `byte_size` is over `api.max_upload_bytes`; or `invalid_request`: the body is over `api.max_body_bytes`", body = ErrorBody),
+        (status = 403, description = "`quota_exceeded`: the upload would pass the owner's quota (`quota` names the limit, its value and the usage); or `forbidden`: the credential lacks the `upload` scope", body = ErrorBody),
         (status = 415, description = "`unsupported_content_type`: `content_type` is not accepted", body = ErrorBody),
+        (status = 429, response = RateLimited),
         (status = 500, response = Internal),
         (status = 503, response = Unavailable),
     )
 )]
 pub async fn create(
     State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
+    Uploader(principal): Uploader,
     Json(req): Json<CreateUpload>,
 ) -> Result<(StatusCode, Json<UploadAuthorization>), ApiError> {
+    state.limits.check(Policy::Authorize, &principal.owner)?;
     let api = &state.settings.api;
     req.validate(api)?;
     let content_type = req.content_type.clone();
@@ -75,7 +80,16 @@ pub async fn create(
                 method: req.method,
             },
         )
-        .await?;
+        .await
+        .inspect_err(|e| {
+            if let LifecycleError::QuotaExceeded(q) = e {
+                let limit = serde_json::to_value(q.limit).unwrap_or_default();
+                let limit = limit.as_str().unwrap_or("unknown");
+                state
+                    .metrics
+                    .record_quota_refusal(limit, principal.owner.as_str());
+            }
+        })?;
     Ok((
         StatusCode::CREATED,
         Json(UploadAuthorization {
@@ -117,10 +131,12 @@ pub async fn create(
             )),
         (status = 400, response = InvalidRequest),
         (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
         (status = 404, description = "`not_found`: no such upload for this owner", body = ErrorBody),
         (status = 408, response = Timeout),
         (status = 409, description = "`object_missing`: nothing has been uploaded yet (an upload just authorized answers this until its bytes are in S3)", body = ErrorBody),
         (status = 422, description = "`size_mismatch`: the object's size is not the declared one (it was deleted)", body = ErrorBody),
+        (status = 429, response = RateLimited),
         (status = 500, response = Internal),
         (status = 502, response = StorageRejected),
         (status = 503, response = Unavailable),
@@ -128,9 +144,10 @@ pub async fn create(
 )]
 pub async fn complete(
     State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
+    Uploader(principal): Uploader,
     Path(id): Path<UploadId>,
 ) -> Result<(StatusCode, Json<UploadView>), ApiError> {
+    state.limits.check(Policy::Complete, &principal.owner)?;
     let upload = state.lifecycle.complete(&principal.owner, id).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -157,6 +174,7 @@ pub async fn complete(
         (status = 200, description = "The upload", body = UploadView),
         (status = 400, response = InvalidRequest),
         (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
         (status = 404, description = "`not_found`: no such upload for this owner", body = ErrorBody),
         (status = 408, response = Timeout),
         (status = 500, response = Internal),
@@ -165,7 +183,7 @@ pub async fn complete(
 )]
 pub async fn show(
     State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
+    Reader(principal): Reader,
     Path(id): Path<UploadId>,
 ) -> Result<Json<UploadView>, ApiError> {
     let upload = db::get_owned(&state.pool, &principal.owner, id)
@@ -192,6 +210,7 @@ pub async fn show(
         (status = 200, description = "A page of uploads", body = UploadPage),
         (status = 400, response = InvalidRequest),
         (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
         (status = 408, response = Timeout),
         (status = 500, response = Internal),
         (status = 503, response = Unavailable),
@@ -199,7 +218,7 @@ pub async fn show(
 )]
 pub async fn list(
     State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
+    Reader(principal): Reader,
     Query(q): Query<ListUploadsQuery>,
 ) -> Result<Json<UploadPage>, ApiError> {
     let limit = q.page_size()?;

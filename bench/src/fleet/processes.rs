@@ -45,7 +45,8 @@ pub fn kiln_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
 
 /// `settings` for the children of one fleet run: its own `queue`, the API on loopback
 /// `api_port` (0: any free port), each worker's metrics on port 0, `concurrency` jobs per
-/// worker, JSON logs.
+/// worker, JSON logs, and no rate limits (the bench sends its whole backlog at once: it measures
+/// processing, not the API's admission of one owner's requests).
 pub fn run_settings(settings: &Settings, queue: &str, api_port: u16, concurrency: u16) -> Settings {
     let mut s = settings.clone();
     s.redis.queue = queue.to_owned();
@@ -53,6 +54,8 @@ pub fn run_settings(settings: &Settings, queue: &str, api_port: u16, concurrency
     s.worker.metrics_listen = SocketAddr::from(([127, 0, 0, 1], 0));
     s.worker.concurrency = usize::from(concurrency);
     s.telemetry.format = LogFormat::Json;
+    s.rate_limits.authorize_per_second = 0;
+    s.rate_limits.complete_per_second = 0;
     if s.auth.check_key() == Err(kiln_shared::config::KeyError::Missing) {
         // This run's own HS256 key (the fleet refuses to start without one).
         s.auth.jwt_secret = kiln_shared::config::standalone::random_hex(32).into();

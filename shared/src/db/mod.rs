@@ -7,8 +7,10 @@
 //! changes ([`transitions`], called only by the lifecycle module) and derivative rows
 //! ([`derivatives`]).
 
+pub mod admission;
 pub mod derivatives;
 pub mod import;
+pub mod owners;
 pub mod transitions;
 pub mod uploads;
 

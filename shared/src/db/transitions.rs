@@ -78,9 +78,10 @@ pub async fn insert_pending(db: &Db, new: &NewUpload<'_>) -> Result<Upload, DbEr
     row.try_into()
 }
 
-/// `pending` → `uploaded`, starting the next job generation. Returns the updated row, or
-/// `None` when another call already moved it (so exactly one caller queues the job). Expiry
-/// is not checked here: S3 already refused any upload sent after the URL or policy expired.
+/// `pending` → `uploaded`, *held* for its owner's admission window ([`super::admission`]).
+/// Returns the updated row, or `None` when another call already moved it (so exactly one
+/// caller admits it). Expiry is not checked here: S3 already refused any upload sent after the
+/// URL or policy expired.
 ///
 /// # Errors
 /// [`DbError`] on database failure or a corrupt row.
@@ -90,9 +91,9 @@ pub async fn mark_uploaded(
     id: UploadId,
 ) -> Result<Option<Upload>, DbError> {
     let sql = format!(
-        "UPDATE uploads SET state = 'uploaded', completed_at = $3, updated_at = $3, \
-         job_generation = job_generation + 1 \
-         WHERE id = $1 AND owner = $2 AND state = 'pending' RETURNING {UPLOAD_COLUMNS}"
+        "UPDATE uploads SET state = 'uploaded', held = true, completed_at = $3, \
+         updated_at = $3 WHERE id = $1 AND owner = $2 AND state = 'pending' \
+         RETURNING {UPLOAD_COLUMNS}"
     );
     into_upload(with_pool!(db, p => sqlx::query_as(AssertSqlSafe(sql))
         .bind(id.0)
@@ -103,15 +104,15 @@ pub async fn mark_uploaded(
 }
 
 /// `uploaded` → `pending` at job generation `generation`, when queueing the job after
-/// `complete` failed, so the client's retry of `complete` queues it. Returns whether the row
-/// changed.
+/// `complete` failed, so the client's retry of `complete` queues it (the admission is undone:
+/// the row is no longer held or waiting). Returns whether the row changed.
 ///
 /// # Errors
 /// [`DbError::Sqlx`] on database failure.
 pub async fn revert_to_pending(db: &Db, id: UploadId, generation: i32) -> Result<bool, DbError> {
     let n = with_pool!(db, p => sqlx::query(
-        "UPDATE uploads SET state = 'pending', completed_at = NULL, updated_at = $3 \
-         WHERE id = $1 AND state = 'uploaded' AND job_generation = $2",
+        "UPDATE uploads SET state = 'pending', held = false, completed_at = NULL, \
+         updated_at = $3 WHERE id = $1 AND state = 'uploaded' AND job_generation = $2",
     )
     .bind(id.0)
     .bind(generation)
@@ -251,19 +252,18 @@ pub async fn release_for_retry(
     .await)?)
 }
 
-/// Replay: `failed` → `uploaded`, resetting `attempts` and the error, counting the replay and
-/// starting the next job generation (the dead task is the previous generation's). Returns the
-/// updated row, or `None` when it was not `failed` (already replayed, or never failed), which
-/// makes replay idempotent.
+/// Replay: `failed` → `uploaded`, *held* for the owner's admission window, resetting
+/// `attempts` and the error and counting the replay (the dead task is the current
+/// generation's; admission starts the next). Returns the updated row, or `None` when it was
+/// not `failed` (already replayed, or never failed), which makes replay idempotent.
 ///
 /// # Errors
 /// [`DbError`] on database failure or a corrupt row.
 pub async fn mark_for_replay(db: &Db, id: UploadId) -> Result<Option<Upload>, DbError> {
     let sql = format!(
-        "UPDATE uploads SET state = 'uploaded', attempts = 0, error_code = NULL, \
-         error_message = NULL, error_detail = NULL, replays = replays + 1, updated_at = $2, \
-         job_generation = job_generation + 1 WHERE id = $1 AND state = 'failed' \
-         RETURNING {UPLOAD_COLUMNS}"
+        "UPDATE uploads SET state = 'uploaded', held = true, attempts = 0, error_code = NULL, \
+         error_message = NULL, error_detail = NULL, replays = replays + 1, updated_at = $2 \
+         WHERE id = $1 AND state = 'failed' RETURNING {UPLOAD_COLUMNS}"
     );
     into_upload(with_pool!(db, p => sqlx::query_as(AssertSqlSafe(sql))
         .bind(id.0)

@@ -225,8 +225,9 @@ pub async fn derivatives(db: &Db, id: UploadId) -> Result<Vec<Derivative>, DbErr
         .collect())
 }
 
-/// Sweeper: rows in `state` not updated for `older_than`, with their job generation and last
-/// update, oldest first (at most 10,000).
+/// Sweeper: rows in `state` not updated for `older_than` and not held for admission (a held
+/// row has no task to lose), with their job generation and last update, oldest first (at most
+/// 10,000).
 ///
 /// # Errors
 /// [`DbError::Sqlx`] on database failure.
@@ -237,7 +238,7 @@ pub async fn stale_in_state(
 ) -> Result<Vec<(UploadId, i32, DateTime<Utc>)>, DbError> {
     let rows: Vec<(uuid::Uuid, i32, DateTime<Utc>)> = with_pool!(db, p => sqlx::query_as(
         "SELECT id, job_generation, updated_at FROM uploads WHERE state = $1 \
-         AND updated_at < $2 ORDER BY updated_at LIMIT 10000",
+         AND NOT held AND updated_at < $2 ORDER BY updated_at LIMIT 10000",
     )
     .bind(state.as_str())
     .bind(ago(older_than))

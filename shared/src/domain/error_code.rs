@@ -60,6 +60,12 @@ pub enum ErrorCode {
     UnsupportedContentType,
     /// The filename has a NUL, control or bidirectional-override character, or is too long.
     InvalidFilename,
+    /// The owner's quota (bytes, uploads or pending uploads) would be passed; the body's
+    /// `quota` names the limit and the usage.
+    QuotaExceeded,
+    /// Too many requests from this owner (or, for failed authentications, this client IP);
+    /// `Retry-After` says when to try again.
+    RateLimited,
 }
 
 /// One row of the taxonomy table.
@@ -86,7 +92,7 @@ const fn spec(wire: &'static str, transient: bool, status: u16, message: &'stati
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 24] = [
         Self::UnsupportedFormat,
         Self::CorruptImage,
         Self::ImageTooLarge,
@@ -109,6 +115,8 @@ impl ErrorCode {
         Self::UploadTooLarge,
         Self::UnsupportedContentType,
         Self::InvalidFilename,
+        Self::QuotaExceeded,
+        Self::RateLimited,
     ];
 
     /// The codes an upload's processing can end with (a failed row, a dead job, the
@@ -236,6 +244,18 @@ impl ErrorCode {
                 false,
                 400,
                 "The filename contains control or bidirectional-override characters.",
+            ),
+            Self::QuotaExceeded => spec(
+                "quota_exceeded",
+                false,
+                403,
+                "This upload would pass your quota; delete uploads or ask for a larger quota.",
+            ),
+            Self::RateLimited => spec(
+                "rate_limited",
+                false,
+                429,
+                "Too many requests; try again after the Retry-After delay.",
             ),
         }
     }

@@ -49,6 +49,13 @@ impl TryFrom<String> for OwnerId {
     }
 }
 
+impl std::str::FromStr for OwnerId {
+    type Err = InvalidOwnerId;
+    fn from_str(s: &str) -> Result<Self, InvalidOwnerId> {
+        Self::parse(s)
+    }
+}
+
 impl From<OwnerId> for String {
     fn from(o: OwnerId) -> String {
         o.0

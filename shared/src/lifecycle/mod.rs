@@ -4,16 +4,23 @@
 //!
 //! | transition | state change | queue work |
 //! | --- | --- | --- |
-//! | [`Lifecycle::authorize`] | → `pending` | — (presigns the temp key) |
-//! | [`Lifecycle::complete`] | `pending` → `uploaded`, generation + 1 | push ProcessUpload |
-//! | [`Lifecycle::claim`] | `uploaded` → `processing`, attempts + 1 | — |
+//! | [`Lifecycle::authorize`] | → `pending`, within the owner's quota | — (presigns the temp key) |
+//! | [`Lifecycle::complete`] | `pending` → `uploaded` (held), then admit | — |
+//! | [`Lifecycle::admit`] | held → admitted, generation + 1, while the owner's window has room | push ProcessUpload |
+//! | [`Lifecycle::claim`] | `uploaded` → `processing`, attempts + 1, then admit | — |
 //! | [`Lifecycle::commit_ready`] | `processing` → `ready` | — |
 //! | [`Lifecycle::retry_later`] | `processing` → `uploaded`, generation + 1 | push, delayed |
 //! | [`Lifecycle::fail`] | `processing` → `failed` | — (original kept at its final key) |
-//! | [`Lifecycle::replay`] | `failed` → `uploaded`, generation + 1 | push; drop the dead task |
+//! | [`Lifecycle::replay`] | `failed` → `uploaded` (held), then admit | drop the dead task |
 //! | [`Lifecycle::requeue_if_lost`] | generation + 1 (sweeper) | push |
 //! | [`Lifecycle::expire_pending`] | `pending` → `expired` | — (temp object deleted) |
 //! | [`regenerate::regenerate`] | — | push RenderRenditions |
+//! | [`Lifecycle::admit_held`] | admit for every owner with held uploads (sweeper) | push |
+//!
+//! **Fair scheduling.** A completed upload is first *held* in the upload store; admission
+//! queues an owner's oldest held uploads while fewer than `scheduling.max_waiting_per_owner`
+//! of their jobs wait unclaimed ([`admission`]), so another owner's job never waits behind
+//! more than that many of theirs.
 //!
 //! **Task ids are derived, never written back.** Every transition that queues work increments
 //! the row's `job_generation` in its conditional UPDATE, and the pushed task's id is
@@ -22,6 +29,7 @@
 //! without any id column. A crash between the UPDATE and the push leaves a row whose task is
 //! not live; the sweeper then starts the next generation.
 
+mod admission;
 mod failure;
 mod processing;
 pub mod regenerate;
@@ -37,6 +45,7 @@ use crate::queue::{self, JobQueue, QueueError, RenditionQueue};
 use crate::retry::RetryPolicy;
 use crate::storage::{Storage, StorageError};
 
+pub use admission::Admitted;
 pub use failure::{Failure, client_message};
 pub use processing::Claim;
 pub use repair::ReplayReport;
@@ -51,6 +60,12 @@ pub enum LifecycleError {
     /// `complete` found nothing at the temp key (`object_missing`).
     #[error("no object has been uploaded for this upload yet")]
     ObjectMissing,
+    /// `authorize` would pass the owner's quota (`quota_exceeded`); nothing was stored.
+    #[error(
+        "this upload would pass your {} quota: {} allowed, {} used, {} requested",
+        quota_name(.0.limit), .0.max, .0.used, .0.requested
+    )]
+    QuotaExceeded(crate::wire::QuotaDetail),
     /// `complete` found an object of another size (`size_mismatch`); it was deleted.
     #[error("uploaded {actual} bytes but declared {declared}")]
     SizeMismatch {
@@ -70,11 +85,20 @@ pub enum LifecycleError {
     Queue(#[from] QueueError),
 }
 
+fn quota_name(limit: crate::wire::QuotaLimit) -> &'static str {
+    match limit {
+        crate::wire::QuotaLimit::Bytes => "bytes (quotas.max_bytes)",
+        crate::wire::QuotaLimit::Uploads => "uploads (quotas.max_uploads)",
+        crate::wire::QuotaLimit::Pending => "pending uploads (quotas.max_pending)",
+    }
+}
+
 impl Classify for LifecycleError {
     fn code(&self) -> ErrorCode {
         match self {
             Self::NotFound => ErrorCode::NotFound,
             Self::ObjectMissing => ErrorCode::ObjectMissing,
+            Self::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
             Self::SizeMismatch { .. } => ErrorCode::SizeMismatch,
             Self::Db(e) => e.code(),
             Self::Storage(e) => e.code(),

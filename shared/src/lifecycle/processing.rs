@@ -30,7 +30,8 @@ impl Failure {
 
 impl Lifecycle {
     /// Claims upload `id` for processing (`uploaded` → `processing`, or a `processing` row
-    /// whose lease `redis.claim_lease()` ran out), counting the attempt.
+    /// whose lease `redis.claim_lease()` ran out), counting the attempt, then admits the
+    /// owner's next held upload into the place the claim freed ([`Lifecycle::admit_if_held`]).
     ///
     /// # Errors
     /// A transient [`LifecycleError::Db`] when Postgres is down (nothing changed). A permanent
@@ -54,6 +55,8 @@ impl Lifecycle {
                 return Err(e.into());
             }
         };
+        // The claim freed a place in the owner's admission window.
+        self.admit_if_held(&upload.owner).await;
         let max = self.retry_policy().max_attempts;
         if upload.attempts as u32 > max {
             let failure = Failure::new(

@@ -12,9 +12,9 @@ use crate::queue::{ProcessUpload, task_id};
 pub use crate::dead_jobs::ReplayReport;
 
 impl Lifecycle {
-    /// Replays the dead jobs of `ids`: each `failed` upload goes back to `uploaded` with its
-    /// attempts and error reset, the next generation's task is queued, and the dead task (the
-    /// previous generation's) is removed from the dead set. Idempotent: the transition is one
+    /// Replays the dead jobs of `ids`: each `failed` upload goes back to `uploaded` (held for
+    /// its owner's window, [`Lifecycle::admit`]) with its attempts and error reset, and its dead
+    /// task is removed from the dead set; admission queues the next generation's task. Idempotent: the transition is one
     /// conditional UPDATE, so replaying twice queues once. With `dry_run`, only reports.
     ///
     /// # Errors
@@ -45,16 +45,14 @@ impl Lifecycle {
                 report.skipped.push(id);
                 continue;
             };
-            let generation = upload.job_generation;
-            let task = task_id::process_upload(id, generation);
-            self.uploads
-                .push(ProcessUpload { upload_id: id }, task, Duration::ZERO)
-                .await?;
-            if generation > 1 {
-                let dead = task_id::process_upload(id, generation - 1);
-                self.uploads.forget_dead(&dead.to_string()).await?;
+            // The dead task is the current generation's; admission starts the next.
+            let dead = task_id::process_upload(id, upload.job_generation);
+            self.uploads.forget_dead(&dead.to_string()).await?;
+            let admitted = self.admit(&upload.owner).await?;
+            if let Some((_, _, e)) = admitted.unqueued.into_iter().next() {
+                return Err(e.into());
             }
-            tracing::info!(upload_id = %id, job_id = %task, "dead job replayed");
+            tracing::info!(upload_id = %id, "dead job replayed");
             report.replayed.push(id);
         }
         Ok(report)

@@ -6,10 +6,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{Lifecycle, LifecycleError};
+use crate::db::owners;
 use crate::db::transitions::{self, NewUpload};
 use crate::db::uploads as reads;
 use crate::domain::{OwnerId, Upload, UploadId, UploadMethod, UploadState};
-use crate::queue::{ProcessUpload, task_id};
 
 /// A validated upload request (the API checks the filename, size and content type first).
 #[derive(Debug, Clone, Copy)]
@@ -43,9 +43,12 @@ impl Lifecycle {
     /// Authorizes a direct upload: presigns a PUT URL (AWS SigV4 query auth, content length and
     /// type signed) or a POST policy (`eq $key`, `content-length-range` up to the declared
     /// size) for the temp key `tmp/{owner}/{id}`, valid `api.upload_expiry_secs`, and records
-    /// the upload as `pending`. Nothing is stored if signing fails.
+    /// the upload as `pending` if it keeps the owner within their quota (checked and counted
+    /// atomically, see [`owners::insert_pending_within_quota`]). Nothing is stored if signing
+    /// fails or the quota would be passed.
     ///
     /// # Errors
+    /// [`LifecycleError::QuotaExceeded`] with the limit, its value and the owner's usage;
     /// [`LifecycleError::Storage`] when presigning fails (`internal`);
     /// [`LifecycleError::Db`] when the row cannot be written.
     pub async fn authorize(
@@ -73,20 +76,19 @@ impl Lifecycle {
                 (p.url, None, Some(p.fields), p.expires_at)
             }
         };
-        let upload = transitions::insert_pending(
-            &self.pool,
-            &NewUpload {
-                id,
-                owner,
-                filename: req.filename,
-                content_type: req.content_type,
-                byte_size: i64::try_from(req.byte_size).unwrap_or(i64::MAX),
-                method: req.method,
-                temp_key: &key,
-                expires_at,
-            },
-        )
-        .await?;
+        let new = NewUpload {
+            id,
+            owner,
+            filename: req.filename,
+            content_type: req.content_type,
+            byte_size: i64::try_from(req.byte_size).unwrap_or(i64::MAX),
+            method: req.method,
+            temp_key: &key,
+            expires_at,
+        };
+        let upload = owners::insert_pending_within_quota(&self.pool, &new, &self.settings.quotas)
+            .await?
+            .map_err(LifecycleError::QuotaExceeded)?;
         tracing::info!(upload_id = %id, %owner, method = req.method.as_str(), "upload authorized");
         Ok(Authorization {
             upload,
@@ -98,8 +100,9 @@ impl Lifecycle {
     }
 
     /// Completes an upload once its bytes are in S3: verifies the temp object (HeadObject:
-    /// present, of the declared size), moves the upload to `uploaded` and queues exactly one
-    /// ProcessUpload task. Idempotent: when the upload is past `pending` (or a concurrent call
+    /// present, of the declared size), moves the upload to `uploaded` (held), and admits the
+    /// owner's oldest held uploads while their window has room ([`Lifecycle::admit`]), which
+    /// queues exactly one ProcessUpload task for each. Idempotent: when the upload is past `pending` (or a concurrent call
     /// wins the transition) it returns the current row and queues nothing.
     ///
     /// # Errors
@@ -129,23 +132,23 @@ impl Lifecycle {
             });
         }
         let Some(uploaded) = transitions::mark_uploaded(&self.pool, owner, id).await? else {
-            // A concurrent call won the transition and queued the job.
+            // A concurrent call won the transition and admits the upload.
             return reads::get_owned(&self.pool, owner, id)
                 .await?
                 .ok_or(LifecycleError::NotFound);
         };
-        let generation = uploaded.job_generation;
-        let task = task_id::process_upload(id, generation);
-        if let Err(e) = self
-            .uploads
-            .push(ProcessUpload { upload_id: id }, task, Duration::ZERO)
-            .await
-        {
+        let mut admitted = self.admit(owner).await?;
+        if let Some(i) = admitted.unqueued.iter().position(|(u, ..)| *u == id) {
             // Hand the upload back to `pending` so the client's retry of `complete` queues it.
+            let (_, generation, error) = admitted.unqueued.swap_remove(i);
             transitions::revert_to_pending(&self.pool, id, generation).await?;
-            return Err(e.into());
+            return Err(error.into());
         }
-        tracing::info!(upload_id = %id, job_id = %task, "upload completed; job queued");
+        if admitted.queued.contains(&id) {
+            tracing::info!(upload_id = %id, "upload completed; job queued");
+        } else {
+            tracing::info!(upload_id = %id, "upload completed; held for the owner's window");
+        }
         Ok(uploaded)
     }
 }

@@ -60,7 +60,17 @@ async fn attempt_once(
     let lifecycle = &ctx.lifecycle;
     let policy = lifecycle.retry_policy();
     let upload = match lifecycle.claim(job.upload_id).await {
-        Ok(Claim::Claimed(upload)) => upload,
+        Ok(Claim::Claimed(upload)) => {
+            if upload.attempts == 1
+                && upload.replays == 0
+                && let Some(done) = upload.completed_at
+            {
+                let wait = (chrono::Utc::now() - done).to_std().unwrap_or_default();
+                ctx.metrics
+                    .observe_queue_wait(upload.owner.as_str(), wait.as_secs_f64());
+            }
+            upload
+        }
         Ok(Claim::NotWaiting) => {
             tracing::info!("upload is not waiting for processing; acking without work");
             return Ok(Outcome::Skipped);

@@ -7,7 +7,9 @@
 //!    failed, or Redis lost its data);
 //! 3. re-enqueues `processing` uploads past the orphan timeout whose job is not live, and any
 //!    past `sweeper.processing_timeout_secs`;
-//! 4. deletes temp objects of finished uploads (a failed delete after promotion), moving a
+//! 4. admits held uploads of owners whose admission window has room (a release lost to a
+//!    crash between a claim and its admission);
+//! 5. deletes temp objects of finished uploads (a failed delete after promotion), moving a
 //!    failed upload's original to its final key first, and temp objects older than
 //!    `sweeper.orphan_temp_ttl_secs` that have no row.
 //!
@@ -33,6 +35,8 @@ pub struct SweepReport {
     pub requeued_uploaded: u64,
     /// `processing` rows re-enqueued.
     pub requeued_processing: u64,
+    /// Held uploads admitted and queued.
+    pub admitted: u64,
     /// Temp objects deleted (finished uploads' leftovers and orphans).
     pub temps_deleted: u64,
 }
@@ -80,6 +84,7 @@ impl SweepUploads {
             }
         }
 
+        report.admitted = lifecycle.admit_held().await?;
         report.temps_deleted = Self::clean_temps(ctx).await?;
         Ok(report)
     }
@@ -161,6 +166,7 @@ pub async fn run_periodically(ctx: Arc<JobContext>, mut stop: tokio::sync::watch
                 for (action, n) in [
                     ("expired", report.expired),
                     ("requeued_uploaded", report.requeued_uploaded),
+                    ("admitted", report.admitted),
                     ("requeued_processing", report.requeued_processing),
                     ("temps_deleted", report.temps_deleted),
                 ] {
