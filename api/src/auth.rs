@@ -11,72 +11,20 @@
 //! scope.
 
 use axum::extract::FromRequestParts;
-use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
-use kiln_shared::api_keys::{self, KeyError, MissingScope, Scope};
+use kiln_shared::api_keys::{self, Scope};
 use kiln_shared::auth::Principal;
-use kiln_shared::domain::Classify;
-use kiln_shared::wire::{ErrorBody, ErrorDetail};
 
 use crate::error::ApiError;
-use crate::extract::Json;
 use crate::state::AppState;
-
-/// A refusal by the auth extractors or the key routes: an [`ApiError`], or one of the two
-/// refusals it has no variant for (a missing scope, an unknown key prefix), answered with the
-/// same body and the status of their taxonomy code.
-#[derive(Debug, thiserror::Error)]
-pub enum Refusal {
-    /// Any API failure.
-    #[error(transparent)]
-    Api(#[from] ApiError),
-    /// 403 `forbidden`, naming the scope the route needs.
-    #[error(transparent)]
-    Scope(#[from] MissingScope),
-    /// An API key failure: 401 `unauthorized` (malformed, unknown, revoked, expired), 400
-    /// `invalid_request`, 404 `not_found` (revoking an unknown prefix), or the database's code.
-    #[error(transparent)]
-    Key(#[from] KeyError),
-}
-
-impl From<kiln_shared::wire::Rejection> for Refusal {
-    fn from(e: kiln_shared::wire::Rejection) -> Self {
-        Self::Api(e.into())
-    }
-}
-
-/// `{"error": {"code", "message"}}` with the code's status; for 4xx codes only, whose message is
-/// the refusal's own text.
-fn client_error(e: &(impl Classify + std::fmt::Display)) -> Response {
-    let code = e.code();
-    let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-    let body = ErrorBody {
-        error: ErrorDetail::new(code, e.to_string()),
-    };
-    (status, Json(body)).into_response()
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        match self {
-            Self::Api(e) => e.into_response(),
-            Self::Scope(e) => client_error(&e),
-            Self::Key(KeyError::Db(e)) => ApiError::Database(e).into_response(),
-            Self::Key(KeyError::Invalid(m)) => ApiError::invalid(m).into_response(),
-            Self::Key(e @ KeyError::NotFound(_)) => client_error(&e),
-            Self::Key(e) => ApiError::Unauthorized(e.to_string()).into_response(),
-        }
-    }
-}
 
 /// A request with any valid credential (API key or JWT), whatever its scopes.
 #[derive(Debug, Clone)]
 pub struct Authenticated(pub Principal);
 
 /// The principal of the request's bearer credential.
-async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, Refusal> {
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
     let header = parts
         .headers
         .get(AUTHORIZATION)
@@ -96,13 +44,13 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, Refu
     state
         .verifier
         .verify(token)
-        .map_err(|e| ApiError::Unauthorized(e.to_string()).into())
+        .map_err(|e| ApiError::Unauthorized(e.to_string()))
 }
 
 impl FromRequestParts<AppState> for Authenticated {
-    type Rejection = Refusal;
+    type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Refusal> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         authenticate(parts, state).await.map(Self)
     }
 }
@@ -115,12 +63,12 @@ macro_rules! scoped {
         pub struct $name(pub Principal);
 
         impl FromRequestParts<AppState> for $name {
-            type Rejection = Refusal;
+            type Rejection = ApiError;
 
             async fn from_request_parts(
                 parts: &mut Parts,
                 state: &AppState,
-            ) -> Result<Self, Refusal> {
+            ) -> Result<Self, ApiError> {
                 let principal = authenticate(parts, state).await?;
                 principal.require($scope)?;
                 Ok(Self(principal))

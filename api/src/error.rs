@@ -10,6 +10,7 @@
 use axum::Json;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use kiln_shared::api_keys::{KeyError, MissingScope};
 use kiln_shared::db::DbError;
 use kiln_shared::domain::{Classify, ErrorCode};
 use kiln_shared::lifecycle::LifecycleError;
@@ -25,9 +26,14 @@ pub enum ApiError {
     /// client's own token's, so it is shown).
     #[error("{0}")]
     Unauthorized(String),
-    /// 403 `forbidden`: the token lacks the scope the route needs.
-    #[error("this route needs the admin scope")]
-    Forbidden,
+    /// 403 `forbidden`: the credential lacks the scope the route needs (named in the message).
+    #[error(transparent)]
+    Forbidden(#[from] MissingScope),
+    /// An API key refused: 401 `unauthorized` (malformed, unknown, revoked, expired), 400
+    /// `invalid_request` (a bad key request), 404 `not_found` (revoking an unknown prefix), or
+    /// the database's code.
+    #[error(transparent)]
+    Key(#[from] KeyError),
     /// 404 `not_found`: no such upload for this owner.
     #[error("upload not found")]
     NotFound,
@@ -157,7 +163,8 @@ impl Classify for ApiError {
     fn code(&self) -> ErrorCode {
         match self {
             Self::Unauthorized(_) => ErrorCode::Unauthorized,
-            Self::Forbidden => ErrorCode::Forbidden,
+            Self::Forbidden(e) => e.code(),
+            Self::Key(e) => e.code(),
             Self::NotFound => ErrorCode::NotFound,
             Self::RouteNotFound { .. } => ErrorCode::RouteNotFound,
             Self::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,

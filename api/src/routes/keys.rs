@@ -8,7 +8,8 @@ use axum::http::header::CACHE_CONTROL;
 use kiln_shared::api_keys;
 use kiln_shared::wire::{CreateKey, CreatedKey, KeyList, KeyPath, KeyView, ListKeysQuery};
 
-use crate::auth::{Admin, Refusal};
+use crate::auth::Admin;
+use crate::error::ApiError;
 use crate::error::ErrorBody;
 use crate::extract::{Json, Path, Query};
 use crate::routes::openapi::{
@@ -60,7 +61,7 @@ pub async fn create(
         [(axum::http::HeaderName, &'static str); 1],
         Json<CreatedKey>,
     ),
-    Refusal,
+    ApiError,
 > {
     let new = req.to_new_key()?;
     let created = api_keys::create(&state.pool, &new).await?;
@@ -108,7 +109,7 @@ pub async fn list(
     State(state): State<AppState>,
     Admin(_): Admin,
     Query(q): Query<ListKeysQuery>,
-) -> Result<Json<KeyList>, Refusal> {
+) -> Result<Json<KeyList>, ApiError> {
     let owner = q.owner()?;
     let items = api_keys::list(&state.pool, owner.as_ref()).await?;
     Ok(Json(KeyList { items }))
@@ -145,7 +146,7 @@ pub async fn revoke(
     State(state): State<AppState>,
     Admin(admin): Admin,
     Path(path): Path<KeyPath>,
-) -> Result<Json<KeyView>, Refusal> {
+) -> Result<Json<KeyView>, ApiError> {
     let key = api_keys::revoke(&state.pool, path.prefix()?).await?;
     tracing::info!(prefix = %key.prefix, owner = %key.owner, by = %admin.owner, "API key revoked");
     Ok(Json(key))

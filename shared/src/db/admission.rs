@@ -14,14 +14,14 @@ use crate::domain::{OwnerId, UploadId};
 /// Admits up to `window − waiting` of `owner`'s held uploads, oldest hold first, each with its
 /// next job generation. The owner's usage row is locked from the count to the update, so
 /// concurrent admissions of one owner never pass the window together. Returns the admitted
-/// uploads with their new generations, oldest first (empty when the window is full or nothing
+/// uploads with their new generations, oldest completion first (empty when the window is full or nothing
 /// is held).
 ///
 /// # Errors
 /// [`DbError::Sqlx`] on database failure (the transaction is rolled back).
 pub async fn admit(db: &Db, owner: &OwnerId, window: u32) -> Result<Vec<(UploadId, i32)>, DbError> {
     let lock = db.row_lock("FOR UPDATE");
-    let mut admitted: Vec<(uuid::Uuid, i32, DateTime<Utc>)> = with_pool!(db, p => {
+    let mut admitted: Vec<(uuid::Uuid, i32, Option<DateTime<Utc>>)> = with_pool!(db, p => {
         let mut tx = super::begin_write(p).await?;
         let waiting: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT waiting FROM owner_usage WHERE owner = $1 {lock}"
@@ -34,13 +34,17 @@ pub async fn admit(db: &Db, owner: &OwnerId, window: u32) -> Result<Vec<(UploadI
             tx.rollback().await?;
             Vec::new()
         } else {
+            // `updated_at` moves to the admission, so the sweeper's lost-task check gives the
+            // push its usual grace (the rows are picked by hold time before it changes).
             let rows = sqlx::query_as(
-                "UPDATE uploads SET held = false, job_generation = job_generation + 1 \
-                 WHERE held AND id IN (SELECT id FROM uploads WHERE owner = $1 AND held \
-                 ORDER BY updated_at, id LIMIT $2) RETURNING id, job_generation, updated_at",
+                "UPDATE uploads SET held = false, job_generation = job_generation + 1, \
+                 updated_at = $3 WHERE held AND id IN (SELECT id FROM uploads WHERE owner = $1 \
+                 AND held ORDER BY updated_at, id LIMIT $2) \
+                 RETURNING id, job_generation, completed_at",
             )
             .bind(owner.as_str())
             .bind(free)
+            .bind(super::now())
             .fetch_all(&mut *tx)
             .await?;
             tx.commit().await?;
@@ -70,13 +74,14 @@ pub async fn has_held(db: &Db, owner: &OwnerId) -> Result<bool, DbError> {
 }
 
 /// Owners with held uploads (for the sweeper, which admits for them in case a release was
-/// lost), at most 10,000.
+/// lost), longest-waiting first, at most 10,000.
 ///
 /// # Errors
 /// [`DbError`] on database failure or a stored owner id that does not parse.
 pub async fn owners_with_held(db: &Db) -> Result<Vec<OwnerId>, DbError> {
     let rows: Vec<String> = with_pool!(db, p => sqlx::query_scalar(
-        "SELECT DISTINCT owner FROM uploads WHERE held LIMIT 10000",
+        "SELECT owner FROM uploads WHERE held GROUP BY owner ORDER BY min(updated_at) \
+         LIMIT 10000",
     )
     .fetch_all(p)
     .await)?;

@@ -31,8 +31,8 @@ pub async fn uploads_after(
     rows.into_iter().map(Upload::try_from).collect()
 }
 
-/// Inserts `u` with every column as it is, unless a row with its id exists. Returns whether it
-/// inserted.
+/// Inserts `u` with every column as it is, unless a row with its id exists; an `uploaded` row is
+/// held for its owner's admission window (the sweeper admits it). Returns whether it inserted.
 ///
 /// # Errors
 /// [`DbError::Sqlx`] on database failure (including another row with the same temp key).
@@ -41,8 +41,8 @@ pub async fn insert_upload(db: &Db, u: &Upload) -> Result<bool, DbError> {
         "INSERT INTO uploads (id, owner, state, filename, content_type, byte_size, method, \
          temp_key, final_key, sha256, metadata, error_code, error_message, error_detail, \
          attempts, expires_at, created_at, updated_at, completed_at, ready_at, job_generation, \
-         replays) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-         $16, $17, $18, $19, $20, $21, $22) ON CONFLICT (id) DO NOTHING",
+         replays, held) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+         $15, $16, $17, $18, $19, $20, $21, $22, $23) ON CONFLICT (id) DO NOTHING",
     )
     .bind(u.id.0)
     .bind(u.owner.as_str())
@@ -66,6 +66,8 @@ pub async fn insert_upload(db: &Db, u: &Upload) -> Result<bool, DbError> {
     .bind(u.ready_at)
     .bind(u.job_generation)
     .bind(u.replays)
+    // An `uploaded` row has no task on the target: it waits for its owner's admission window.
+    .bind(u.state == crate::domain::UploadState::Uploaded)
     .execute(p)
     .await
     .map(|r| r.rows_affected()))?;

@@ -125,7 +125,8 @@ pub async fn revert_to_pending(db: &Db, id: UploadId, generation: i32) -> Result
 
 /// Claims the upload for processing, incrementing `attempts`: `uploaded` → `processing`, or a
 /// `processing` row whose claim is older than `lease` (its worker died; apalis re-delivered the
-/// orphaned job). The returned `attempts` is the claim's fencing token: later transitions of
+/// orphaned job); never a row held for its owner's admission window (a stale duplicate task
+/// of it is acked without work). The returned `attempts` is the claim's fencing token: later transitions of
 /// this attempt only apply while the row still carries it. `None` when the row is in any other
 /// state or another live attempt holds it (a duplicate delivery: ack without work).
 ///
@@ -138,7 +139,7 @@ pub async fn claim(
 ) -> Result<Option<Upload>, DbError> {
     let sql = format!(
         "UPDATE uploads SET state = 'processing', attempts = attempts + 1, updated_at = $3 \
-         WHERE id = $1 AND (state = 'uploaded' OR (state = 'processing' AND \
+         WHERE id = $1 AND ((state = 'uploaded' AND NOT held) OR (state = 'processing' AND \
          updated_at < $2)) RETURNING {UPLOAD_COLUMNS}"
     );
     into_upload(with_pool!(db, p => sqlx::query_as(AssertSqlSafe(sql))
@@ -197,7 +198,7 @@ pub async fn commit_ready(
 }
 
 /// `processing` (under `attempt`) → `failed` with the error; with `attempt = None`, from
-/// `uploaded` or `processing` whatever the attempt. Returns whether the row changed.
+/// `uploaded` (not held) or `processing` whatever the attempt. Returns whether the row changed.
 ///
 /// # Errors
 /// [`DbError::Sqlx`] on database failure.
@@ -210,7 +211,7 @@ pub async fn mark_failed(
     let n = with_pool!(db, p => sqlx::query(
         "UPDATE uploads SET state = 'failed', error_code = $2, error_message = $3, \
          error_detail = $4, updated_at = $6 WHERE id = $1 \
-         AND state IN ('uploaded', 'processing') \
+         AND state IN ('uploaded', 'processing') AND NOT held \
          AND (CAST($5 AS INTEGER) IS NULL OR (state = 'processing' AND attempts = $5))",
     )
     .bind(id.0)

@@ -249,7 +249,7 @@ impl ErrorCode {
                 "quota_exceeded",
                 false,
                 403,
-                "This upload would pass your quota; delete uploads or ask for a larger quota.",
+                "This upload would pass your quota; `quota` names the limit and your usage.",
             ),
             Self::RateLimited => spec(
                 "rate_limited",

@@ -48,8 +48,9 @@ impl Lifecycle {
             // The dead task is the current generation's; admission starts the next.
             let dead = task_id::process_upload(id, upload.job_generation);
             self.uploads.forget_dead(&dead.to_string()).await?;
+            // Another upload's failed push is left to the sweeper; only this one's is an error.
             let admitted = self.admit(&upload.owner).await?;
-            if let Some((_, _, e)) = admitted.unqueued.into_iter().next() {
+            if let Some((_, _, e)) = admitted.unqueued.into_iter().find(|(u, ..)| *u == id) {
                 return Err(e.into());
             }
             tracing::info!(upload_id = %id, "dead job replayed");

@@ -2,13 +2,13 @@
 //!
 //! Postgres is the source of truth, so losing every key in Redis loses no upload: the sweeper
 //! rebuilds the queue from the rows. Each run:
-//! 1. expires `pending` uploads past `expires_at` (plus a grace) and deletes their temp objects;
-//! 2. re-enqueues `uploaded` uploads whose job is not live (e.g. the enqueue after the commit
-//!    failed, or Redis lost its data);
-//! 3. re-enqueues `processing` uploads past the orphan timeout whose job is not live, and any
-//!    past `sweeper.processing_timeout_secs`;
-//! 4. admits held uploads of owners whose admission window has room (a release lost to a
+//! 1. admits held uploads of owners whose admission window has room (a release lost to a
 //!    crash between a claim and its admission);
+//! 2. expires `pending` uploads past `expires_at` (plus a grace) and deletes their temp objects;
+//! 3. re-enqueues `uploaded` uploads whose job is not live (e.g. the enqueue after the commit
+//!    failed, or Redis lost its data);
+//! 4. re-enqueues `processing` uploads past the orphan timeout whose job is not live, and any
+//!    past `sweeper.processing_timeout_secs`;
 //! 5. deletes temp objects of finished uploads (a failed delete after promotion), moving a
 //!    failed upload's original to its final key first, and temp objects older than
 //!    `sweeper.orphan_temp_ttl_secs` that have no row.
@@ -53,7 +53,10 @@ impl SweepUploads {
         let cfg = &ctx.settings.sweeper;
         let lifecycle = &ctx.lifecycle;
         let pool = lifecycle.pool();
+        // First, so that an S3 outage failing the steps after it cannot hold back admissions.
+        let admitted = lifecycle.admit_held().await?;
         let mut report = SweepReport {
+            admitted,
             expired: lifecycle
                 .expire_pending(Duration::from_secs(cfg.expiry_grace_secs))
                 .await?,
@@ -84,7 +87,6 @@ impl SweepUploads {
             }
         }
 
-        report.admitted = lifecycle.admit_held().await?;
         report.temps_deleted = Self::clean_temps(ctx).await?;
         Ok(report)
     }
