@@ -11,12 +11,13 @@ use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
 
 use super::uploads::{UPLOAD_COLUMNS, UploadRow};
-use super::{Db, DbError, ago, micros, now, with_pool};
+use super::{Db, DbError, ago, now, with_pool};
 use crate::domain::{
     Derivative, ErrorCode, ImageMetadata, OwnerId, Upload, UploadId, UploadMethod, UploadState,
 };
 
-/// Fields of a new `pending` upload.
+/// Fields of a new `pending` upload (inserted with its quota check by
+/// [`super::owners::insert_pending_within_quota`]).
 #[derive(Debug, Clone)]
 pub struct NewUpload<'a> {
     /// Server-chosen id.
@@ -51,31 +52,6 @@ pub struct RecordedError<'a> {
 
 fn into_upload(row: Option<UploadRow>) -> Result<Option<Upload>, DbError> {
     row.map(Upload::try_from).transpose()
-}
-
-/// Inserts a `pending` upload and returns it.
-///
-/// # Errors
-/// [`DbError::Sqlx`] on any database failure (including a duplicate id or temp key).
-pub async fn insert_pending(db: &Db, new: &NewUpload<'_>) -> Result<Upload, DbError> {
-    let sql = format!(
-        "INSERT INTO uploads (id, owner, state, filename, content_type, byte_size, method, \
-         temp_key, expires_at, created_at, updated_at) \
-         VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {UPLOAD_COLUMNS}"
-    );
-    let row: UploadRow = with_pool!(db, p => sqlx::query_as(AssertSqlSafe(sql))
-        .bind(new.id.0)
-        .bind(new.owner.as_str())
-        .bind(new.filename)
-        .bind(new.content_type)
-        .bind(new.byte_size)
-        .bind(new.method.as_str())
-        .bind(new.temp_key)
-        .bind(micros(new.expires_at))
-        .bind(now())
-        .fetch_one(p)
-        .await)?;
-    row.try_into()
 }
 
 /// `pending` → `uploaded`, *held* for its owner's admission window ([`super::admission`]).
