@@ -49,6 +49,9 @@ fn view(id: UploadId, state: UploadState) -> UploadView {
         expires_at: now,
         completed_at: None,
         ready_at: None,
+        deleted_at: None,
+        restorable_until: None,
+        duplicate_of: None,
     }
 }
 

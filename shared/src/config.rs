@@ -13,6 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 mod api;
+mod assets;
 mod auth;
 mod env;
 pub mod standalone;
@@ -20,6 +21,7 @@ mod tenancy;
 mod worker;
 
 pub use api::ApiSettings;
+pub use assets::{RetentionSettings, ShareSettings};
 pub use auth::{AuthSettings, KeyError, check_secret as auth_check_secret};
 pub use tenancy::{QuotaSettings, RateLimitSettings, SchedulingSettings};
 pub use worker::{JailSettings, WorkerSettings};
@@ -64,6 +66,10 @@ pub struct Settings {
     pub rate_limits: RateLimitSettings,
     /// The fair scheduler.
     pub scheduling: SchedulingSettings,
+    /// How long deleted and failed uploads are kept.
+    pub retention: RetentionSettings,
+    /// Share links.
+    pub shares: ShareSettings,
 }
 
 /// Errors from [`Settings::load`].
@@ -146,6 +152,14 @@ impl Settings {
         rule(
             self.redis.heartbeat_secs > 0 && self.redis.missed_heartbeats >= 2,
             "redis.heartbeat_secs must be > 0 and redis.missed_heartbeats >= 2",
+        )?;
+        rule(
+            self.shares.redirect_url_secs > 0 && self.shares.redirect_url_secs <= 7 * 24 * 3600,
+            "shares.redirect_url_secs must be within 1 s ..= 7 days (SigV4 presign limit)",
+        )?;
+        rule(
+            self.retention.purge_batch > 0,
+            "retention.purge_batch must be > 0",
         )?;
         rule(
             self.scheduling.max_waiting_per_owner > 0,

@@ -33,6 +33,9 @@ pub struct Metrics {
     pub ready_latency: Histogram,
     /// `kiln_processed_bytes_total`: bytes of originals processed.
     pub processed_bytes: IntCounter,
+    /// `kiln_duplicates_total`: uploads committed as a duplicate of an owner's earlier upload
+    /// with the same SHA-256, without being decoded.
+    pub duplicates: IntCounter,
     /// `kiln_processed_pixels_total`: pixels of originals decoded.
     pub processed_pixels: IntCounter,
     /// `kiln_sweeper_actions_total{action}`: expired, requeued_uploaded, requeued_processing,
@@ -236,6 +239,10 @@ impl Metrics {
             "kiln_processed_bytes_total",
             "Bytes of originals processed.",
         );
+        let duplicates = plain_counter(
+            "kiln_duplicates_total",
+            "Uploads committed as a duplicate of the owner's earlier upload with the same SHA-256, without decoding.",
+        );
         let processed_pixels = plain_counter(
             "kiln_processed_pixels_total",
             "Pixels of originals decoded.",
@@ -273,6 +280,7 @@ impl Metrics {
             ),
             ready_latency,
             processed_bytes,
+            duplicates,
             processed_pixels,
             sweeper_actions: counter(
                 "kiln_sweeper_actions_total",

@@ -1,5 +1,6 @@
-//! `kiln owners show|set-quota`: read an owner's usage and limits, and set their quota
-//! overrides (the same as `GET`/`PUT /v1/admin/owners/{owner}…`), straight on the upload store.
+//! `kiln owners show|set-quota|erase`: read an owner's usage and limits, set their quota
+//! overrides (the same as `GET`/`PUT /v1/admin/owners/{owner}…`), straight on the upload store,
+//! and erase every row and object of an owner (`DELETE /v1/admin/owners/{owner}`).
 
 use kiln_shared::Settings;
 use kiln_shared::db::owners::{self, QuotaOverride};
@@ -29,6 +30,14 @@ pub enum OwnersCommand {
         #[arg(long)]
         max_pending: Option<u64>,
     },
+    /// Erase every row and object of an owner (uploads in any state, originals, derivatives,
+    /// temporary objects, share links, API keys, quota rows, finished queue tasks) and print
+    /// what was removed as JSON. Resumable: run it again after a failure; on an erased owner it
+    /// removes nothing.
+    Erase {
+        /// Owner id.
+        owner: OwnerId,
+    },
 }
 
 /// Runs a `kiln owners` subcommand.
@@ -39,6 +48,18 @@ pub async fn run(settings: &Settings, cmd: OwnersCommand) -> anyhow::Result<()> 
     let pool = kiln_shared::db::connect(&settings.database)?;
     let owner = match cmd {
         OwnersCommand::Show { owner } => owner,
+        OwnersCommand::Erase { owner } => {
+            let storage = kiln_shared::storage::Storage::new(&settings.storage);
+            let lifecycle = kiln_shared::lifecycle::Lifecycle::connect(
+                std::sync::Arc::new(settings.clone()),
+                pool,
+                storage,
+            )
+            .await?;
+            let report = lifecycle.erase_owner(&owner).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            return Ok(());
+        }
         OwnersCommand::SetQuota {
             owner,
             max_bytes,

@@ -139,6 +139,27 @@ async fn a_post_with_a_larger_file_or_another_key_is_rejected_and_nothing_is_sto
     app.finish().await;
 }
 
+/// A POST upload whose file is full of `\r` bytes: every frame the server reads ends in what may
+/// be the start of the multipart boundary. s3s 0.14.1 alone refused such a file with 400
+/// (`BoundaryBufferTooLarge`) whenever the next frame was over 64 KiB; the embedded endpoint
+/// re-cuts POST bodies so it does not.
+#[tokio::test]
+async fn a_post_of_carriage_returns_is_stored_whole() {
+    let app = spawn_app().await;
+    let mut bytes = jpeg_bytes(4);
+    bytes.resize(2 * 1024 * 1024, b'\r');
+    let auth = app
+        .authorize("cr.jpg", "image/jpeg", bytes.len(), "post")
+        .await;
+    let status = app.send_to_s3(&auth, bytes.clone(), "image/jpeg").await;
+    assert!(status.is_success(), "S3 refused the POST: {status}");
+    let stored = app.object(&auth.key).await.expect("the object is stored");
+    assert_eq!(stored.len(), bytes.len());
+    assert!(stored == bytes, "the stored object differs from the file");
+    app.storage.delete(&auth.key).await.unwrap();
+    app.finish().await;
+}
+
 #[tokio::test]
 async fn another_owners_upload_is_404() {
     let app = spawn_app().await;

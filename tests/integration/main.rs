@@ -4,6 +4,8 @@
 
 mod api;
 mod api_keys;
+mod asset_race;
+mod assets;
 mod bounded;
 mod chaos;
 mod fairness;

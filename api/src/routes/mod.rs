@@ -1,4 +1,5 @@
-//! HTTP routes: `/v1/uploads…` for owners, `/v1/admin/…` for operators, `/openapi.json`, and
+//! HTTP routes: `/v1/uploads…` for owners, `/v1/admin/…` for operators, `/s/{token}` share
+//! links for anyone, `/openapi.json`, and
 //! the operations routes `/healthz`, `/readyz` and `/metrics`, which move to their own listener
 //! when `api.admin_listen` is set ([`public`], [`operations`]).
 //!
@@ -7,10 +8,12 @@
 //! (`api/clippy.toml` forbids registering a route any other way).
 
 pub mod admin;
+pub mod assets;
 pub mod health;
 pub mod keys;
 pub mod metrics;
 pub mod openapi;
+pub mod shares;
 pub mod uploads;
 pub mod usage;
 
@@ -33,14 +36,19 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub fn public() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(uploads::create, uploads::list))
-        .routes(routes!(uploads::show))
+        .routes(routes!(uploads::show, assets::delete))
         .routes(routes!(uploads::complete))
+        .routes(routes!(assets::restore))
+        .routes(routes!(assets::original))
+        .routes(routes!(shares::create, shares::list))
+        .routes(routes!(shares::revoke))
+        .routes(routes!(shares::open))
         .routes(routes!(admin::list))
         .routes(routes!(admin::replay))
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke))
         .routes(routes!(usage::show))
-        .routes(routes!(usage::owner))
+        .routes(routes!(usage::owner, assets::erase))
         .routes(routes!(usage::set_quota))
         .routes(routes!(openapi::openapi_json))
 }

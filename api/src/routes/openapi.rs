@@ -38,7 +38,8 @@ pub const BEARER: &str = "bearer";
     ),
     tags(
         (name = "uploads", description = "An owner's uploads (the owner is the token's `sub`)."),
-        (name = "admin", description = "Dead jobs, replay and API keys; the credential needs the `admin` scope."),
+        (name = "admin", description = "Dead jobs, replay, API keys, owners' quotas and erasure; the credential needs the `admin` scope."),
+        (name = "shares", description = "Share links: the link is the credential; no token."),
         (name = "operations", description = "Probes, metrics and this document; no token."),
     ),
     components(

@@ -273,9 +273,16 @@ fn decode_cursor(s: &str) -> Result<Cursor, ApiError> {
     })
 }
 
-async fn view(state: &AppState, u: Upload, with_derivatives: bool) -> Result<UploadView, ApiError> {
+/// The API's view of `u`: its visible state, the client's error message, and, `with_derivatives`
+/// and `ready` and not deleted, each derivative with a presigned GET URL.
+pub(crate) async fn view(
+    state: &AppState,
+    u: Upload,
+    with_derivatives: bool,
+) -> Result<UploadView, ApiError> {
     let mut derivatives = Vec::new();
-    if with_derivatives && u.state == UploadState::Ready {
+    // A deleted upload gets no download URLs.
+    if with_derivatives && u.state == UploadState::Ready && u.deleted_at.is_none() {
         for d in db::derivatives(&state.pool, u.id).await? {
             derivatives.push(derivative_view(state, d).await?);
         }
@@ -291,9 +298,10 @@ async fn view(state: &AppState, u: Upload, with_derivatives: bool) -> Result<Upl
         }),
         _ => None,
     };
+    let restorable_until = state.lifecycle.restorable_until(&u);
     Ok(UploadView {
         id: u.id,
-        state: u.state,
+        state: u.visible_state(),
         filename: u.filename,
         content_type: u.content_type,
         byte_size: u.byte_size,
@@ -307,6 +315,9 @@ async fn view(state: &AppState, u: Upload, with_derivatives: bool) -> Result<Upl
         expires_at: u.expires_at,
         completed_at: u.completed_at,
         ready_at: u.ready_at,
+        deleted_at: u.deleted_at,
+        restorable_until,
+        duplicate_of: u.duplicate_of,
     })
 }
 

@@ -41,8 +41,9 @@ pub async fn insert_upload(db: &Db, u: &Upload) -> Result<bool, DbError> {
         "INSERT INTO uploads (id, owner, state, filename, content_type, byte_size, method, \
          temp_key, final_key, sha256, metadata, error_code, error_message, error_detail, \
          attempts, expires_at, created_at, updated_at, completed_at, ready_at, job_generation, \
-         replays, held) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-         $15, $16, $17, $18, $19, $20, $21, $22, $23) ON CONFLICT (id) DO NOTHING",
+         replays, held, deleted_at, duplicate_of) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+         $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25) \
+         ON CONFLICT (id) DO NOTHING",
     )
     .bind(u.id.0)
     .bind(u.owner.as_str())
@@ -66,8 +67,11 @@ pub async fn insert_upload(db: &Db, u: &Upload) -> Result<bool, DbError> {
     .bind(u.ready_at)
     .bind(u.job_generation)
     .bind(u.replays)
-    // An `uploaded` row has no task on the target: it waits for its owner's admission window.
-    .bind(u.state == crate::domain::UploadState::Uploaded)
+    // An `uploaded` row has no task on the target: it waits for its owner's admission window
+    // (unless it is deleted: a deleted row is never held).
+    .bind(u.state == crate::domain::UploadState::Uploaded && u.deleted_at.is_none())
+    .bind(u.deleted_at)
+    .bind(u.duplicate_of.map(|d| d.0))
     .execute(p)
     .await
     .map(|r| r.rows_affected()))?;

@@ -8,9 +8,12 @@
 //! ([`derivatives`]).
 
 pub mod admission;
+pub mod assets;
 pub mod derivatives;
+pub mod erase;
 pub mod import;
 pub mod owners;
+pub mod shares;
 pub mod transitions;
 pub mod uploads;
 

@@ -69,7 +69,7 @@ pub async fn mark_uploaded(
     let sql = format!(
         "UPDATE uploads SET state = 'uploaded', held = true, completed_at = $3, \
          updated_at = $3 WHERE id = $1 AND owner = $2 AND state = 'pending' \
-         RETURNING {UPLOAD_COLUMNS}"
+         AND deleted_at IS NULL RETURNING {UPLOAD_COLUMNS}"
     );
     into_upload(with_pool!(db, p => sqlx::query_as(AssertSqlSafe(sql))
         .bind(id.0)
@@ -102,7 +102,7 @@ pub async fn revert_to_pending(db: &Db, id: UploadId, generation: i32) -> Result
 /// Claims the upload for processing, incrementing `attempts`: `uploaded` → `processing`, or a
 /// `processing` row whose claim is older than `lease` (its worker died; apalis re-delivered the
 /// orphaned job); never a row held for its owner's admission window (a stale duplicate task
-/// of it is acked without work). The returned `attempts` is the claim's fencing token: later transitions of
+/// of it is acked without work), never a deleted row. The returned `attempts` is the claim's fencing token: later transitions of
 /// this attempt only apply while the row still carries it. `None` when the row is in any other
 /// state or another live attempt holds it (a duplicate delivery: ack without work).
 ///
@@ -115,8 +115,8 @@ pub async fn claim(
 ) -> Result<Option<Upload>, DbError> {
     let sql = format!(
         "UPDATE uploads SET state = 'processing', attempts = attempts + 1, updated_at = $3 \
-         WHERE id = $1 AND ((state = 'uploaded' AND NOT held) OR (state = 'processing' AND \
-         updated_at < $2)) RETURNING {UPLOAD_COLUMNS}"
+         WHERE id = $1 AND deleted_at IS NULL AND ((state = 'uploaded' AND NOT held) OR \
+         (state = 'processing' AND updated_at < $2)) RETURNING {UPLOAD_COLUMNS}"
     );
     into_upload(with_pool!(db, p => sqlx::query_as(AssertSqlSafe(sql))
         .bind(id.0)
@@ -127,9 +127,10 @@ pub async fn claim(
 }
 
 /// Commits a processed upload in one transaction: `processing` → `ready` with the final key,
-/// metadata and derivative rows (replacing any from an earlier attempt). Returns `false`, and
+/// metadata and derivative rows (replacing any from an earlier attempt). Returns `None`, and
 /// changes nothing, when the row is no longer `processing` under this `attempt` (see
-/// [`claim`]).
+/// [`claim`]), or is gone (purged); else `Some(deleted)`: whether its owner deleted it while it
+/// was processing (it is committed all the same, and stays deleted).
 ///
 /// # Errors
 /// [`DbError::Sqlx`] on database failure (the transaction is rolled back).
@@ -140,13 +141,14 @@ pub async fn commit_ready(
     final_key: &str,
     metadata: &ImageMetadata,
     derivatives: &[Derivative],
-) -> Result<bool, DbError> {
-    with_pool!(db, p => {
+) -> Result<Option<bool>, DbError> {
+    let deleted = with_pool!(db, p => {
         let mut tx = super::begin_write(p).await?;
-        let updated = sqlx::query(
+        let updated: Option<Option<DateTime<Utc>>> = sqlx::query_scalar(
             "UPDATE uploads SET state = 'ready', final_key = $2, metadata = $3, sha256 = $4, \
              error_code = NULL, error_message = NULL, error_detail = NULL, ready_at = $6, \
-             updated_at = $6 WHERE id = $1 AND state = 'processing' AND attempts = $5",
+             updated_at = $6 WHERE id = $1 AND state = 'processing' AND attempts = $5 \
+             RETURNING deleted_at",
         )
         .bind(id.0)
         .bind(final_key)
@@ -154,13 +156,12 @@ pub async fn commit_ready(
         .bind(&metadata.sha256)
         .bind(attempt)
         .bind(now())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if updated == 0 {
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(deleted_at) = updated else {
             tx.rollback().await?;
-            return Ok(false);
-        }
+            return Ok(None);
+        };
         sqlx::query("DELETE FROM derivatives WHERE upload_id = $1")
             .bind(id.0)
             .execute(&mut *tx)
@@ -169,8 +170,9 @@ pub async fn commit_ready(
             super::derivatives::insert_query(id, d).execute(&mut *tx).await?;
         }
         tx.commit().await?;
+        deleted_at.is_some()
     });
-    Ok(true)
+    Ok(Some(deleted))
 }
 
 /// `processing` (under `attempt`) → `failed` with the error; with `attempt = None`, from
@@ -232,7 +234,8 @@ pub async fn release_for_retry(
 /// Replay: `failed` → `uploaded`, *held* for the owner's admission window, resetting
 /// `attempts` and the error and counting the replay (the dead task is the current
 /// generation's; admission starts the next). Returns the updated row, or `None` when it was
-/// not `failed` (already replayed, or never failed), which makes replay idempotent.
+/// not `failed` (already replayed, or never failed) or is deleted, which makes replay
+/// idempotent.
 ///
 /// # Errors
 /// [`DbError`] on database failure or a corrupt row.
@@ -240,7 +243,7 @@ pub async fn mark_for_replay(db: &Db, id: UploadId) -> Result<Option<Upload>, Db
     let sql = format!(
         "UPDATE uploads SET state = 'uploaded', held = true, attempts = 0, error_code = NULL, \
          error_message = NULL, error_detail = NULL, replays = replays + 1, updated_at = $2 \
-         WHERE id = $1 AND state = 'failed' RETURNING {UPLOAD_COLUMNS}"
+         WHERE id = $1 AND state = 'failed' AND deleted_at IS NULL RETURNING {UPLOAD_COLUMNS}"
     );
     into_upload(with_pool!(db, p => sqlx::query_as(AssertSqlSafe(sql))
         .bind(id.0)

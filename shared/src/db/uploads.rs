@@ -13,7 +13,8 @@ use crate::domain::{
 /// The columns [`UploadRow`] reads, in order.
 pub(super) const UPLOAD_COLUMNS: &str = "id, owner, state, filename, content_type, byte_size, \
      method, temp_key, final_key, metadata, error_code, error_message, error_detail, attempts, \
-     expires_at, created_at, updated_at, completed_at, ready_at, job_generation, replays";
+     expires_at, created_at, updated_at, completed_at, ready_at, job_generation, replays, \
+     deleted_at, duplicate_of";
 
 /// One `uploads` row as stored; [`Upload`] is its validated form.
 #[derive(sqlx::FromRow)]
@@ -39,6 +40,8 @@ pub(super) struct UploadRow {
     ready_at: Option<DateTime<Utc>>,
     job_generation: i32,
     replays: i32,
+    deleted_at: Option<DateTime<Utc>>,
+    duplicate_of: Option<uuid::Uuid>,
 }
 
 impl TryFrom<UploadRow> for Upload {
@@ -73,6 +76,8 @@ impl TryFrom<UploadRow> for Upload {
             ready_at: r.ready_at,
             job_generation: r.job_generation,
             replays: r.replays,
+            deleted_at: r.deleted_at,
+            duplicate_of: r.duplicate_of.map(UploadId),
         })
     }
 }
@@ -135,7 +140,8 @@ pub struct Cursor {
     pub id: UploadId,
 }
 
-/// Up to `limit` of the owner's uploads, newest first, strictly after `cursor`.
+/// Up to `limit` of the owner's uploads that are not deleted, newest first, strictly after
+/// `cursor`.
 ///
 /// # Errors
 /// [`DbError`] on database failure or a corrupt row.
@@ -146,7 +152,7 @@ pub async fn list_owned(
     cursor: Option<Cursor>,
 ) -> Result<Vec<Upload>, DbError> {
     let sql = format!(
-        "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE owner = $1 \
+        "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE owner = $1 AND deleted_at IS NULL \
          AND (CAST($2 AS TIMESTAMPTZ) IS NULL OR (created_at, id) < ($2, $3)) \
          ORDER BY created_at DESC, id DESC LIMIT $4"
     );
@@ -173,13 +179,13 @@ pub struct FailedFilter {
     pub limit: i64,
 }
 
-/// Failed uploads matching `filter`, newest failure first.
+/// Failed uploads matching `filter` (not deleted), newest failure first.
 ///
 /// # Errors
 /// [`DbError`] on database failure or a corrupt row.
 pub async fn list_failed(db: &Db, filter: &FailedFilter) -> Result<Vec<Upload>, DbError> {
     let sql = format!(
-        "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE state = 'failed' \
+        "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE state = 'failed' AND deleted_at IS NULL \
          AND (CAST($1 AS TEXT) IS NULL OR error_code = $1) \
          AND (CAST($2 AS TIMESTAMPTZ) IS NULL OR updated_at >= $2) \
          AND (CAST($3 AS TEXT) IS NULL OR owner = $3) \
@@ -225,8 +231,8 @@ pub async fn derivatives(db: &Db, id: UploadId) -> Result<Vec<Derivative>, DbErr
         .collect())
 }
 
-/// Sweeper: rows in `state` not updated for `older_than` and not held for admission (a held
-/// row has no task to lose), with their job generation and last update, oldest first (at most
+/// Sweeper: rows in `state` not updated for `older_than`, not held for admission (a held
+/// row has no task to lose) and not deleted (a deleted row is not processed), with their job generation and last update, oldest first (at most
 /// 10,000).
 ///
 /// # Errors
@@ -238,7 +244,7 @@ pub async fn stale_in_state(
 ) -> Result<Vec<(UploadId, i32, DateTime<Utc>)>, DbError> {
     let rows: Vec<(uuid::Uuid, i32, DateTime<Utc>)> = with_pool!(db, p => sqlx::query_as(
         "SELECT id, job_generation, updated_at FROM uploads WHERE state = $1 \
-         AND NOT held AND updated_at < $2 ORDER BY updated_at LIMIT 10000",
+         AND NOT held AND deleted_at IS NULL AND updated_at < $2 ORDER BY updated_at LIMIT 10000",
     )
     .bind(state.as_str())
     .bind(ago(older_than))

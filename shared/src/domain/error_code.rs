@@ -66,6 +66,14 @@ pub enum ErrorCode {
     /// Too many requests from this owner (or, for failed authentications, this client IP);
     /// `Retry-After` says when to try again.
     RateLimited,
+    /// No such share link, or it was revoked, or its upload was deleted.
+    ShareNotFound,
+    /// The share link expired or used up its downloads.
+    ShareExpired,
+    /// The upload has no such rendition or original yet (it is not `ready`).
+    NotReady,
+    /// Restore of an upload that is not deleted, or whose retention period has passed.
+    NotRestorable,
 }
 
 /// One row of the taxonomy table.
@@ -92,7 +100,7 @@ const fn spec(wire: &'static str, transient: bool, status: u16, message: &'stati
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 28] = [
         Self::UnsupportedFormat,
         Self::CorruptImage,
         Self::ImageTooLarge,
@@ -117,6 +125,10 @@ impl ErrorCode {
         Self::InvalidFilename,
         Self::QuotaExceeded,
         Self::RateLimited,
+        Self::ShareNotFound,
+        Self::ShareExpired,
+        Self::NotReady,
+        Self::NotRestorable,
     ];
 
     /// The codes an upload's processing can end with (a failed row, a dead job, the
@@ -256,6 +268,25 @@ impl ErrorCode {
                 false,
                 429,
                 "Too many requests; try again after the Retry-After delay.",
+            ),
+            Self::ShareNotFound => spec("share_not_found", false, 404, "No such share link."),
+            Self::ShareExpired => spec(
+                "share_expired",
+                false,
+                410,
+                "This share link has expired or has no downloads left.",
+            ),
+            Self::NotReady => spec(
+                "not_ready",
+                false,
+                409,
+                "The upload has no such file yet: it is not ready.",
+            ),
+            Self::NotRestorable => spec(
+                "not_restorable",
+                false,
+                409,
+                "The upload is not deleted, or its retention period has passed.",
             ),
         }
     }

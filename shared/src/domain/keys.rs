@@ -48,6 +48,37 @@ impl KeyLayout {
         )
     }
 
+    /// Where a deleted upload's object `key` waits for restore or purge: the same key under
+    /// `trash/` (inside the prefix), so presigned URLs issued for `key` stop working.
+    pub fn trash(&self, key: &str) -> String {
+        let rest = key.strip_prefix(self.prefix.as_str()).unwrap_or(key);
+        format!("{}trash/{rest}", self.prefix)
+    }
+
+    /// The prefixes that hold one upload's objects (original and derivatives, and both in
+    /// the trash); its temp key is [`Self::temp`].
+    pub fn upload_prefixes(&self, owner: &OwnerId, id: UploadId) -> [String; 4] {
+        let p = &self.prefix;
+        [
+            format!("{p}originals/{owner}/{id}/"),
+            format!("{p}derivatives/{owner}/{id}/"),
+            format!("{p}trash/originals/{owner}/{id}/"),
+            format!("{p}trash/derivatives/{owner}/{id}/"),
+        ]
+    }
+
+    /// The prefixes that hold every object of `owner` (temp, originals, derivatives, trash).
+    pub fn owner_prefixes(&self, owner: &OwnerId) -> [String; 5] {
+        let p = &self.prefix;
+        [
+            format!("{p}tmp/{owner}/"),
+            format!("{p}originals/{owner}/"),
+            format!("{p}derivatives/{owner}/"),
+            format!("{p}trash/originals/{owner}/"),
+            format!("{p}trash/derivatives/{owner}/"),
+        ]
+    }
+
     /// Key of one derivative, e.g. `derivatives/alice/{id}/thumb.webp`.
     pub fn derivative(&self, owner: &OwnerId, id: UploadId, rendition: &str, ext: &str) -> String {
         format!("{}derivatives/{owner}/{id}/{rendition}.{ext}", self.prefix)

@@ -28,6 +28,10 @@ pub enum UploadState {
     Failed,
     /// Never completed before `expires_at`. Terminal.
     Expired,
+    /// Deleted by its owner: out of lists, no download URLs, share links stop. Shown in the API
+    /// only: the row keeps the state it was deleted from (and `deleted_at`), so a restore within
+    /// `retention.deleted_secs` returns it exactly there; after that the sweeper purges it.
+    Deleted,
 }
 
 impl UploadState {
@@ -40,12 +44,16 @@ impl UploadState {
             Self::Ready => "ready",
             Self::Failed => "failed",
             Self::Expired => "expired",
+            Self::Deleted => "deleted",
         }
     }
 
     /// Whether no worker will change this state again (without a replay).
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Ready | Self::Failed | Self::Expired)
+        matches!(
+            self,
+            Self::Ready | Self::Failed | Self::Expired | Self::Deleted
+        )
     }
 }
 
@@ -59,6 +67,7 @@ impl TryFrom<String> for UploadState {
             "ready" => Self::Ready,
             "failed" => Self::Failed,
             "expired" => Self::Expired,
+            "deleted" => Self::Deleted,
             other => return Err(format!("unknown upload state {other:?}")),
         })
     }
@@ -144,9 +153,23 @@ pub struct Upload {
     pub job_generation: i32,
     /// How often an operator replayed it.
     pub replays: i32,
+    /// When its owner deleted it (soft delete; `None` while it is not deleted).
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// Set when it is a duplicate: the owner's earlier `ready` upload with the same SHA-256,
+    /// whose original and derivative objects it shares (that upload may be purged since).
+    pub duplicate_of: Option<UploadId>,
 }
 
 impl Upload {
+    /// The state the API shows: [`UploadState::Deleted`] while deleted, else the row's state.
+    pub fn visible_state(&self) -> UploadState {
+        if self.deleted_at.is_some() {
+            UploadState::Deleted
+        } else {
+            self.state
+        }
+    }
+
     /// The task id of the upload's current ProcessUpload task, derived from its id and job
     /// generation; `None` before the first (generation 0).
     pub fn task_id(&self) -> Option<String> {

@@ -16,6 +16,12 @@
 //! | [`Lifecycle::expire_pending`] | `pending` → `expired` | — (temp object deleted) |
 //! | [`regenerate::regenerate`] | — | push RenderRenditions |
 //! | [`Lifecycle::admit_held`] | admit for every owner with held uploads (sweeper) | push |
+//! | [`Lifecycle::commit_duplicate`] | `processing` → `ready`, sharing a sibling's objects | — |
+//! | [`Lifecycle::delete`] | `deleted_at` set (state kept) | — (objects to `trash/`) |
+//! | [`Lifecycle::restore`] | `deleted_at` cleared, an `uploaded` row held again, then admit | push (if uploaded) |
+//! | [`Lifecycle::purge`] | row, derivatives and shares deleted | — (unreferenced objects deleted) |
+//! | [`Lifecycle::purge_due`] | purge past retention (sweeper) | forget finished tasks |
+//! | [`Lifecycle::erase_owner`] | every row of an owner deleted | forget finished tasks |
 //!
 //! **Fair scheduling.** A completed upload is first *held* in the upload store; admission
 //! queues an owner's oldest held uploads while fewer than `scheduling.max_waiting_per_owner`
@@ -30,10 +36,13 @@
 //! not live; the sweeper then starts the next generation.
 
 mod admission;
+mod assets;
+mod erase;
 mod failure;
 mod processing;
 pub mod regenerate;
 mod repair;
+mod shares;
 mod uploads;
 
 use std::sync::Arc;
@@ -46,9 +55,12 @@ use crate::retry::RetryPolicy;
 use crate::storage::{Storage, StorageError};
 
 pub use admission::Admitted;
+pub use assets::PurgeReport;
+pub use erase::EraseReport;
 pub use failure::{Failure, client_message};
 pub use processing::Claim;
 pub use repair::ReplayReport;
+pub use shares::{Download, NewShareLink, ShareLink};
 pub use uploads::{Authorization, UploadRequest};
 
 /// Why a lifecycle call failed.
@@ -57,6 +69,19 @@ pub enum LifecycleError {
     /// No such upload for this owner (`not_found`).
     #[error("upload not found")]
     NotFound,
+    /// Restore of an upload that is not deleted or is past its retention (`not_restorable`).
+    #[error("the upload is not deleted, or its retention period has passed")]
+    NotRestorable,
+    /// The upload has no such file yet (`not_ready`): it is not `ready`, or has no such
+    /// rendition.
+    #[error("{0}")]
+    NotReady(String),
+    /// No such share link, or it is revoked, or its upload is deleted (`share_not_found`).
+    #[error("no such share link")]
+    ShareNotFound,
+    /// The share link expired or used up its downloads (`share_expired`).
+    #[error("the share link has expired or has no downloads left")]
+    ShareExpired,
     /// `complete` found nothing at the temp key (`object_missing`).
     #[error("no object has been uploaded for this upload yet")]
     ObjectMissing,
@@ -74,6 +99,9 @@ pub enum LifecycleError {
         /// Stored size, in bytes.
         actual: u64,
     },
+    /// A fault of this process (`internal`), e.g. the OS has no randomness.
+    #[error("{0}")]
+    Internal(String),
     /// Postgres failed.
     #[error(transparent)]
     Db(#[from] DbError),
@@ -97,6 +125,11 @@ impl Classify for LifecycleError {
     fn code(&self) -> ErrorCode {
         match self {
             Self::NotFound => ErrorCode::NotFound,
+            Self::NotRestorable => ErrorCode::NotRestorable,
+            Self::NotReady(_) => ErrorCode::NotReady,
+            Self::ShareNotFound => ErrorCode::ShareNotFound,
+            Self::ShareExpired => ErrorCode::ShareExpired,
+            Self::Internal(_) => ErrorCode::Internal,
             Self::ObjectMissing => ErrorCode::ObjectMissing,
             Self::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
             Self::SizeMismatch { .. } => ErrorCode::SizeMismatch,

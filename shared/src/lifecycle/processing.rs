@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use super::{Failure, Lifecycle, LifecycleError};
+use crate::db::assets as assets_rows;
 use crate::db::transitions::{self, RecordedError};
+use crate::db::uploads as reads;
 use crate::domain::{Classify, Derivative, ErrorCode, ImageMetadata, Upload, UploadId};
 use crate::queue::{ProcessUpload, QueueError, task_id};
 
@@ -71,11 +73,15 @@ impl Lifecycle {
     }
 
     /// Commits a processed upload: `processing` (under this attempt) → `ready` with its final
-    /// key, metadata and derivative rows, in one transaction. Returns `false`, changing
-    /// nothing, when another attempt holds the row now.
+    /// key, metadata and derivative rows, in one transaction. If its owner deleted it meanwhile
+    /// it is committed all the same and stays deleted (its objects then move under `trash/`).
+    /// Returns `false`, changing nothing, when another attempt holds the row now; when the row
+    /// is gone (purged while this attempt ran), it also deletes `final_key` and the
+    /// derivatives' objects this attempt wrote, unless a row points at them.
     ///
     /// # Errors
-    /// [`LifecycleError::Db`] on database failure.
+    /// [`LifecycleError::Db`] on database failure; [`LifecycleError::Storage`] when the
+    /// objects of a deleted or purged upload cannot be moved or deleted.
     pub async fn commit_ready(
         &self,
         upload: &Upload,
@@ -83,7 +89,7 @@ impl Lifecycle {
         metadata: &ImageMetadata,
         derivatives: &[Derivative],
     ) -> Result<bool, LifecycleError> {
-        Ok(transitions::commit_ready(
+        let committed = transitions::commit_ready(
             &self.pool,
             upload.id,
             upload.attempts,
@@ -91,13 +97,87 @@ impl Lifecycle {
             metadata,
             derivatives,
         )
-        .await?)
+        .await?;
+        match committed {
+            Some(false) => Ok(true),
+            Some(true) => {
+                if let Some(row) = reads::get(&self.pool, upload.id).await? {
+                    self.hide(&row).await?;
+                }
+                tracing::info!("upload was deleted while processing; committed and kept deleted");
+                Ok(true)
+            }
+            None => {
+                if reads::get(&self.pool, upload.id).await?.is_none() {
+                    let mut written: Vec<String> =
+                        derivatives.iter().map(|d| d.object_key.clone()).collect();
+                    written.push(final_key.to_owned());
+                    let kept = assets_rows::any_references(&self.pool, &written).await?;
+                    let doomed: std::collections::BTreeSet<String> =
+                        written.into_iter().filter(|k| !kept.contains(k)).collect();
+                    let n = self.delete_objects(&doomed).await?;
+                    tracing::info!(
+                        objects = n,
+                        "upload was purged while processing; deleted what this attempt wrote"
+                    );
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// Dedup: when the owner already has a `ready`, not deleted upload with the same bytes
+    /// (SHA-256 `sha256`, hex), commits this claimed upload `ready` as its duplicate without
+    /// processing it: the same final key, metadata and derivative rows (the objects are
+    /// stored once and shared; purge keeps them while any row points at them), `duplicate_of`
+    /// set. Never across owners. Returns the upload it duplicates, or `None` (nothing changed:
+    /// no such upload, or another attempt holds the row) to process it normally.
+    ///
+    /// # Errors
+    /// [`LifecycleError::Db`] on database failure.
+    pub async fn commit_duplicate(
+        &self,
+        upload: &Upload,
+        sha256: &str,
+    ) -> Result<Option<UploadId>, LifecycleError> {
+        let Some((source, deleted)) = assets_rows::commit_duplicate(
+            &self.pool,
+            &upload.owner,
+            upload.id,
+            upload.attempts,
+            sha256,
+        )
+        .await?
+        else {
+            return Ok(None);
+        };
+        if deleted && let Some(row) = reads::get(&self.pool, upload.id).await? {
+            self.hide(&row).await?;
+        }
+        Ok(Some(source))
+    }
+
+    /// Deletes `key` (an object this upload no longer needs, such as its own original after it
+    /// became a duplicate) unless a row points at it.
+    ///
+    /// # Errors
+    /// [`LifecycleError`] when the check or the delete fails.
+    pub async fn delete_if_unreferenced(&self, key: &str) -> Result<(), LifecycleError> {
+        let keys = [key.to_owned()];
+        if assets_rows::any_references(&self.pool, &keys)
+            .await?
+            .is_empty()
+        {
+            self.storage.delete(key).await?;
+        }
+        Ok(())
     }
 
     /// Commits re-rendered derivatives of a `ready` upload (RenderRenditions): replaces only
     /// the rows of `derivatives`' renditions, while the upload stays `ready`. Returns `None`,
     /// changing nothing, when it is not `ready` any more; otherwise the object keys no row
-    /// points at now, for the caller to delete.
+    /// points at now (a dedup sibling may still point at a replaced key), for the caller to
+    /// delete.
     ///
     /// # Errors
     /// [`LifecycleError::Db`] on database failure.
@@ -106,7 +186,14 @@ impl Lifecycle {
         id: UploadId,
         derivatives: &[Derivative],
     ) -> Result<Option<Vec<String>>, LifecycleError> {
-        Ok(crate::db::derivatives::replace(&self.pool, id, derivatives).await?)
+        let Some(orphaned) = crate::db::derivatives::replace(&self.pool, id, derivatives).await?
+        else {
+            return Ok(None);
+        };
+        let kept = assets_rows::any_references(&self.pool, &orphaned).await?;
+        Ok(Some(
+            orphaned.into_iter().filter(|k| !kept.contains(k)).collect(),
+        ))
     }
 
     /// After a transient `failure`: `processing` (under this attempt) → `uploaded` with the

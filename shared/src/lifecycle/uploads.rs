@@ -106,7 +106,7 @@ impl Lifecycle {
     /// wins the transition) it returns the current row and queues nothing.
     ///
     /// # Errors
-    /// [`LifecycleError::NotFound`] for an unknown id or another owner's upload;
+    /// [`LifecycleError::NotFound`] for an unknown id, another owner's upload or a deleted one;
     /// [`LifecycleError::ObjectMissing`] when nothing was uploaded;
     /// [`LifecycleError::SizeMismatch`] when the object's size is not the declared one (the
     /// object is deleted, and the client may upload again before expiry); a dependency error
@@ -115,6 +115,10 @@ impl Lifecycle {
         let upload = reads::get_owned(&self.pool, owner, id)
             .await?
             .ok_or(LifecycleError::NotFound)?;
+        if upload.deleted_at.is_some() {
+            // Deleted before it was completed: it stays out of the queue.
+            return Err(LifecycleError::NotFound);
+        }
         if upload.state != UploadState::Pending {
             return Ok(upload);
         }

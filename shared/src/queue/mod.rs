@@ -202,6 +202,23 @@ impl<J: Job> Queue<J> {
         dispatch!(self, q => q.forget_dead(task_id).await)
     }
 
+    /// Removes every finished task (done or dead) whose payload names one of `uploads`, with
+    /// its stored payload and state, and returns how many it removed (`kiln owners erase`).
+    /// Tasks still waiting or running are left: they find no row and finish without work, and
+    /// the next erase run removes them.
+    ///
+    /// # Errors
+    /// [`QueueError`] when the backend does not answer.
+    pub async fn forget_finished_of(
+        &self,
+        uploads: &[crate::domain::UploadId],
+    ) -> Result<u64, QueueError> {
+        if uploads.is_empty() {
+            return Ok(0);
+        }
+        dispatch!(self, q => q.forget_finished_of(uploads).await)
+    }
+
     /// A round trip to the backend, for readiness probes.
     ///
     /// # Errors

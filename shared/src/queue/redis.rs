@@ -201,6 +201,59 @@ impl<J: Job> RedisQueue<J> {
         Ok(())
     }
 
+    /// Removes the finished tasks (meta `status` `Done` or `Killed`, or no meta left) whose
+    /// JSON payload names one of `uploads`: scans the payload hash (`HSCAN`), then drops each
+    /// from the done and dead sets with its payload and meta hash. Returns how many.
+    ///
+    /// # Errors
+    /// [`QueueError::Redis`] when Redis does not answer.
+    pub async fn forget_finished_of(
+        &self,
+        uploads: &[crate::domain::UploadId],
+    ) -> Result<u64, QueueError> {
+        let cfg = &self.config;
+        let mut c = self.conn.clone();
+        let needles: Vec<String> = uploads.iter().map(|u| u.to_string()).collect();
+        let mut matching = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, page): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
+                .arg(cfg.job_data_hash())
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut c)
+                .await?;
+            matching.extend(
+                page.into_iter()
+                    .filter(|(_, payload)| needles.iter().any(|n| payload.contains(n.as_str())))
+                    .map(|(task, _)| task),
+            );
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let mut removed = 0;
+        for task in matching {
+            let meta = format!("{}:{task}", cfg.job_meta_hash());
+            let status: Option<String> = c.hget(&meta, "status").await?;
+            if matches!(status.as_deref(), Some(s) if s != "Done" && s != "Killed") {
+                continue;
+            }
+            redis::pipe()
+                .atomic()
+                .srem(cfg.done_jobs_set(), &task)
+                .srem(cfg.dead_jobs_set(), &task)
+                .hdel(cfg.job_data_hash(), &task)
+                .del(&meta)
+                .query_async::<()>(&mut c)
+                .await?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
     /// `PING`, for readiness probes.
     ///
     /// # Errors

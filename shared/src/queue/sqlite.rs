@@ -181,6 +181,31 @@ impl<J: Job> SqliteQueue<J> {
         Ok(())
     }
 
+    /// Deletes this queue's finished tasks (done or dead) whose JSON payload names one of
+    /// `uploads`. Returns how many.
+    ///
+    /// # Errors
+    /// [`QueueError::Sqlite`] when the file cannot be written.
+    pub async fn forget_finished_of(
+        &self,
+        uploads: &[crate::domain::UploadId],
+    ) -> Result<u64, QueueError> {
+        let sql = format!(
+            "DELETE FROM Jobs WHERE job_type = ?1 AND (status = 'Done' OR {DEAD}) \
+             AND instr(CAST(job AS TEXT), ?2) > 0"
+        );
+        let mut removed = 0;
+        for upload in uploads {
+            removed += sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(&self.namespace)
+                .bind(upload.to_string())
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        Ok(removed)
+    }
+
     /// `SELECT 1`, for readiness probes.
     ///
     /// # Errors

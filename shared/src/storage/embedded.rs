@@ -9,13 +9,28 @@
 //! hands out for Garage or AWS, and the worker reads and writes it with the same aws-sdk-s3
 //! code. What s3s-fs does not implement (bucket lifecycle rules) answers 501 NotImplemented;
 //! the sweeper deletes expired temporary objects itself.
+//!
+//! GetObject's `response-content-type`, `response-content-disposition` (and the other
+//! `response-*` overrides S3 defines) are applied here to a successful GET or HEAD response:
+//! s3s parses them but s3s-fs ignores them, while the API's download redirects rely on them.
+//!
+//! POST uploads reach s3s re-cut into frames of at most 16 KiB ([`Rechunked`]): s3s 0.14.1's
+//! multipart parser keeps a possible partial boundary (`\r…`) from the end of one frame and
+//! appends the whole next frame to it, refusing once that passes 64 KiB
+//! (`BoundaryBufferTooLarge`, answered 400). hyper hands over frames of up to 408 KiB, so a file
+//! with a `\r` byte at a frame edge failed at random.
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -92,7 +107,21 @@ impl EmbeddedS3 {
                 },
                 () = &mut stopped => break,
             };
-            let conn = http.serve_connection(TokioIo::new(socket), self.service.clone());
+            let s3 = self.service.clone();
+            let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                let s3 = s3.clone();
+                let overrides = response_overrides(&req);
+                async move {
+                    let mut resp = s3.call(into_s3_request(req)).await?;
+                    if resp.status().is_success() {
+                        for (name, value) in &overrides {
+                            resp.headers_mut().insert(name.clone(), value.clone());
+                        }
+                    }
+                    Ok::<_, s3s::HttpError>(resp)
+                }
+            });
+            let conn = http.serve_connection(TokioIo::new(socket), service);
             let conn = graceful.watch(conn.into_owned());
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
@@ -104,5 +133,142 @@ impl EmbeddedS3 {
             () = graceful.shutdown() => {}
             () = tokio::time::sleep(DRAIN) => tracing::warn!("embedded S3: requests still running at shutdown"),
         }
+    }
+}
+
+/// The `response-*` query parameters of a GET or HEAD (AWS S3 GetObject: content type,
+/// disposition, language, encoding, cache control, expires) as the response headers they set.
+fn response_overrides(req: &http::Request<Incoming>) -> http::HeaderMap {
+    use http::header;
+    let mut out = http::HeaderMap::new();
+    if !matches!(*req.method(), http::Method::GET | http::Method::HEAD) {
+        return out;
+    }
+    let Some(query) = req.uri().query() else {
+        return out;
+    };
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        let name = match k.as_ref() {
+            "response-content-type" => header::CONTENT_TYPE,
+            "response-content-disposition" => header::CONTENT_DISPOSITION,
+            "response-content-language" => header::CONTENT_LANGUAGE,
+            "response-content-encoding" => header::CONTENT_ENCODING,
+            "response-cache-control" => header::CACHE_CONTROL,
+            "response-expires" => header::EXPIRES,
+            _ => continue,
+        };
+        if let Ok(value) = http::HeaderValue::from_str(&v) {
+            out.insert(name, value);
+        }
+    }
+    out
+}
+
+/// The request s3s sees: multipart (POST upload) bodies re-cut by [`Rechunked`], any other body
+/// as hyper delivered it.
+fn into_s3_request(req: http::Request<Incoming>) -> s3s::HttpRequest {
+    let multipart = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("multipart/form-data"));
+    if multipart {
+        req.map(|body| s3s::Body::http_body_unsync(Rechunked::new(body)))
+    } else {
+        req.map(s3s::Body::from)
+    }
+}
+
+/// The largest data frame [`Rechunked`] hands on, in bytes (16 KiB: with the boundary prefix
+/// s3s may carry over, well under its 64 KiB boundary buffer).
+pub const MAX_FRAME: usize = 16 * 1024;
+
+/// An HTTP body whose data frames are at most [`MAX_FRAME`] bytes: larger frames of `B` are
+/// split, in order, without copying; trailers pass through. See the module docs for why.
+pub struct Rechunked<B> {
+    inner: B,
+    pending: Bytes,
+}
+
+impl<B> Rechunked<B> {
+    /// Wraps `inner`.
+    pub fn new(inner: B) -> Self {
+        Self {
+            inner,
+            pending: Bytes::new(),
+        }
+    }
+}
+
+impl<B> Body for Rechunked<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.get_mut();
+        if !this.pending.is_empty() {
+            let n = this.pending.len().min(MAX_FRAME);
+            return Poll::Ready(Some(Ok(Frame::data(this.pending.split_to(n)))));
+        }
+        match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(mut data) => {
+                    if data.len() > MAX_FRAME {
+                        this.pending = data.split_off(MAX_FRAME);
+                    }
+                    Poll::Ready(Some(Ok(Frame::data(data))))
+                }
+                Err(trailers) => Poll::Ready(Some(Ok(trailers))),
+            },
+            other => Poll::Ready(other),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pending.is_empty() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let inner = self.inner.size_hint();
+        let pending = self.pending.len() as u64;
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower().saturating_add(pending));
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper.saturating_add(pending));
+        }
+        hint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt as _, Full};
+
+    #[tokio::test]
+    async fn large_frames_are_split_in_order_and_small_ones_pass() {
+        let data: Vec<u8> = (0..(3 * MAX_FRAME + 7)).map(|i| (i % 251) as u8).collect();
+        let mut body = Rechunked::new(Full::new(Bytes::from(data.clone())));
+        assert_eq!(body.size_hint().exact(), Some(data.len() as u64));
+        let mut seen = Vec::new();
+        let mut frames = 0;
+        while let Some(frame) = body.frame().await {
+            let chunk = frame.unwrap().into_data().unwrap();
+            assert!(chunk.len() <= MAX_FRAME, "frame of {} bytes", chunk.len());
+            seen.extend_from_slice(&chunk);
+            frames += 1;
+        }
+        assert_eq!(frames, 4);
+        assert_eq!(seen, data);
+        assert!(body.is_end_stream());
+
+        let small = Rechunked::new(Full::new(Bytes::from_static(b"abc")));
+        assert_eq!(small.collect().await.unwrap().to_bytes(), "abc");
     }
 }

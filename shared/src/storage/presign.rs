@@ -105,6 +105,38 @@ impl Storage {
         })
     }
 
+    /// A presigned GET URL for `key`, valid for `expires_in`, whose response carries
+    /// `Content-Type: content_type` and `Content-Disposition: content_disposition` (the S3
+    /// GetObject `response-content-type` and `response-content-disposition` overrides, signed
+    /// into the query string), whatever was stored with the object.
+    ///
+    /// # Errors
+    /// [`StorageError::Presign`] when `expires_in` is over 7 days.
+    pub async fn presign_download(
+        &self,
+        key: &str,
+        expires_in: Duration,
+        content_type: &str,
+        content_disposition: &str,
+    ) -> Result<PresignedRequest, StorageError> {
+        let req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .response_content_type(content_type)
+            .response_content_disposition(content_disposition)
+            .presigned(presigning_config(expires_in)?)
+            .await
+            .map_err(|e| StorageError::Presign(e.to_string()))?;
+        Ok(PresignedRequest {
+            method: req.method().to_owned(),
+            url: req.uri().to_owned(),
+            headers: BTreeMap::new(),
+            expires_at: expiry(expires_in),
+        })
+    }
+
     /// A SigV4 POST policy that allows exactly one upload: key `key` (`eq $key`), Content-Type
     /// `content_type` (`eq $Content-Type`), a body of 1..=`max_bytes` bytes
     /// (`content-length-range`), until `expires_in` from now.

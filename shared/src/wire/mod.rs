@@ -12,6 +12,7 @@ mod health;
 mod keys;
 mod rejection;
 mod schema;
+mod shares;
 mod uploads;
 mod usage;
 
@@ -25,6 +26,7 @@ pub use filename::{FILENAME_PATTERN, MAX_FILENAME_CHARS, check_filename, forbidd
 pub use health::{Dependency, Health, HealthStatus};
 pub use keys::{CreateKey, CreatedKey, KeyList, KeyPath, KeyView, ListKeysQuery};
 pub use rejection::Rejection;
+pub use shares::{CreateShare, DeleteQuery, MAX_RENDITION_NAME, ShareList, ShareState, ShareView};
 pub use uploads::{
     CreateUpload, DEFAULT_PAGE_SIZE, DerivativeView, ErrorView, ListUploadsQuery, MAX_PAGE_SIZE,
     UploadAuthorization, UploadPage, UploadView,

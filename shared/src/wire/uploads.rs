@@ -129,7 +129,7 @@ pub struct UploadAuthorization {
 pub struct UploadView {
     /// Upload id.
     pub id: UploadId,
-    /// State: `pending`, `uploaded`, `processing`, `ready`, `failed` or `expired`.
+    /// State: `pending`, `uploaded`, `processing`, `ready`, `failed`, `expired` or `deleted`.
     pub state: UploadState,
     /// Client filename.
     pub filename: String,
@@ -157,6 +157,17 @@ pub struct UploadView {
     pub completed_at: Option<DateTime<Utc>>,
     /// When processing finished.
     pub ready_at: Option<DateTime<Utc>>,
+    /// When its owner deleted it (`state` is then `deleted`).
+    #[serde(default)]
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// Until when a deleted upload can be restored (`POST /v1/uploads/{id}/restore`); then
+    /// it is purged.
+    #[serde(default)]
+    pub restorable_until: Option<DateTime<Utc>>,
+    /// Set when its bytes equal an earlier `ready` upload of the same owner: that upload's
+    /// id. It was not processed again; it shares that upload's files.
+    #[serde(default)]
+    pub duplicate_of: Option<UploadId>,
 }
 
 impl UploadView {

@@ -4,3 +4,4 @@ pub mod process_upload;
 pub mod render_renditions;
 pub mod runtime;
 pub mod sweep;
+pub mod test_hook;

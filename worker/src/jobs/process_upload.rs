@@ -14,6 +14,7 @@ use apalis::prelude::{Attempt, BoxDynError, Data, TaskId};
 use kiln_shared::domain::{Derivative, ErrorCode, Upload};
 use kiln_shared::lifecycle::{Claim, Failure};
 use kiln_shared::queue::{Job, ProcessUpload};
+use sha2::{Digest, Sha256};
 
 use super::runtime::{self, Decision, Ended, JobContext, Outcome};
 use crate::imaging::{self, Accept, ImagingError, Limits};
@@ -175,6 +176,23 @@ pub async fn process(
         return Err(Failure::new(ErrorCode::SizeMismatch, facts.clone()).with_facts(facts));
     }
 
+    // Dedup within the owner: the same bytes as one of their `ready` uploads are not decoded
+    // or rendered again; the upload shares that upload's files.
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    if let Some(original) = ctx
+        .lifecycle
+        .commit_duplicate(upload, &sha256)
+        .await
+        .map_err(|e| Failure::from_error(&e))?
+    {
+        ctx.metrics.duplicates.inc();
+        tracing::info!(duplicate_of = %original, "same bytes as a ready upload of this owner; decode skipped");
+        if let Err(e) = ctx.lifecycle.delete_if_unreferenced(&source).await {
+            tracing::warn!(error = %e, "could not delete the duplicate's own copy; the sweeper will");
+        }
+        return Ok(Outcome::Succeeded);
+    }
+
     let renditions = ctx.settings.worker.renditions.clone();
     let processed = run_pipeline(ctx, decoders, upload, bytes, renditions).await?;
     ctx.metrics
@@ -195,6 +213,7 @@ pub async fn process(
             .map_err(|e| Failure::from_error(&e))?;
     }
     ctx.stage("promote", t.elapsed());
+    super::test_hook::hold_before_commit(upload.id).await;
     let t = Instant::now();
     let committed = ctx
         .lifecycle

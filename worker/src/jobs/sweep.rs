@@ -11,7 +11,10 @@
 //!    past `sweeper.processing_timeout_secs`;
 //! 5. deletes temp objects of finished uploads (a failed delete after promotion), moving a
 //!    failed upload's original to its final key first, and temp objects older than
-//!    `sweeper.orphan_temp_ttl_secs` that have no row.
+//!    `sweeper.orphan_temp_ttl_secs` that have no row;
+//! 6. purges uploads past their retention: deleted ones after `retention.deleted_secs`, failed
+//!    and expired ones after `retention.failed_secs` (rows, objects, share links, finished
+//!    tasks), at most `retention.purge_batch` per run.
 //!
 //! Every worker runs [`run_periodically`]; a Redis lock (`SET NX PX`) lets one run start per
 //! interval across the fleet.
@@ -39,6 +42,8 @@ pub struct SweepReport {
     pub admitted: u64,
     /// Temp objects deleted (finished uploads' leftovers and orphans).
     pub temps_deleted: u64,
+    /// Uploads purged past their retention.
+    pub purged: u64,
 }
 
 /// The sweep job.
@@ -88,6 +93,7 @@ impl SweepUploads {
         }
 
         report.temps_deleted = Self::clean_temps(ctx).await?;
+        report.purged = lifecycle.purge_due().await?.uploads;
         Ok(report)
     }
 
@@ -102,7 +108,8 @@ impl SweepUploads {
                 None => None,
             };
             let remove = match &row {
-                Some(u) if u.temp_key != object.key => false,
+                // A deleted upload's objects wait for its restore or purge.
+                Some(u) if u.temp_key != object.key || u.deleted_at.is_some() => false,
                 Some(u) => match u.state {
                     UploadState::Ready | UploadState::Expired => true,
                     UploadState::Failed => {
@@ -111,7 +118,10 @@ impl SweepUploads {
                         deleted += 1;
                         false
                     }
-                    UploadState::Pending | UploadState::Uploaded | UploadState::Processing => false,
+                    UploadState::Pending
+                    | UploadState::Uploaded
+                    | UploadState::Processing
+                    | UploadState::Deleted => false,
                 },
                 None => object.last_modified.is_some_and(|t| Utc::now() - t > ttl),
             };
@@ -171,6 +181,7 @@ pub async fn run_periodically(ctx: Arc<JobContext>, mut stop: tokio::sync::watch
                     ("admitted", report.admitted),
                     ("requeued_processing", report.requeued_processing),
                     ("temps_deleted", report.temps_deleted),
+                    ("purged", report.purged),
                 ] {
                     m.sweeper_actions.with_label_values(&[action]).inc_by(n);
                 }
