@@ -190,7 +190,7 @@ pub fn router(state: AppState) -> Router {
         routes::router()
     };
     let (router, mut openapi) = routes.split_for_parts();
-    routes::openapi::apply_settings(&mut openapi, &state.settings.api);
+    routes::openapi::apply_settings(&mut openapi, &state.settings.api, &state.settings.shares);
     let document = serde_json::to_vec(&openapi).expect("the OpenAPI document serializes");
     let limit_auth_failures = axum::middleware::from_fn_with_state(
         state.limits.clone(),

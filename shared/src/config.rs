@@ -162,6 +162,11 @@ impl Settings {
             "retention.purge_batch must be > 0",
         )?;
         rule(
+            self.shares.max_expires_in_secs > 0
+                && self.shares.max_expires_in_secs <= 10 * 365 * 24 * 3600,
+            "shares.max_expires_in_secs must be within 1 s ..= 10 years",
+        )?;
+        rule(
             self.scheduling.max_waiting_per_owner > 0,
             "scheduling.max_waiting_per_owner must be > 0",
         )?;

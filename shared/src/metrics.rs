@@ -141,6 +141,7 @@ impl Metrics {
             "requeued_uploaded",
             "requeued_processing",
             "temps_deleted",
+            "purged",
         ] {
             self.sweeper_actions.with_label_values(&[action]);
         }

@@ -21,8 +21,11 @@ use crate::state::AppState;
 
 /// A 302 to a presigned download, never cached (the URL is short-lived).
 pub(crate) fn redirect(to: &Download) -> Result<Response, ApiError> {
-    let location = HeaderValue::from_str(&to.url)
-        .map_err(|e| ApiError::invalid(format!("unusable download URL: {e}")))?;
+    let location = HeaderValue::from_str(&to.url).map_err(|e| {
+        ApiError::Lifecycle(kiln_shared::lifecycle::LifecycleError::Internal(format!(
+            "unusable download URL: {e}"
+        )))
+    })?;
     Ok((
         StatusCode::FOUND,
         [
@@ -39,16 +42,18 @@ pub(crate) fn redirect(to: &Download) -> Result<Response, ApiError> {
 
 /// Deletes an upload.
 ///
-/// Soft delete by default: the upload leaves lists, gets no download URLs (its files move out
-/// of reach, so URLs already handed out stop working), its share links answer 404 and it stops
+/// Soft delete by default: the upload leaves lists, reads as 404, gets no download URLs (its
+/// files move out of reach, so URLs already handed out stop working), its share links answer
+/// 404 and it stops
 /// counting against the quota; `POST /v1/uploads/{id}/restore` brings it back within
 /// `retention.deleted_secs` (7 days by default), after which it is purged. A worker processing
 /// it finishes, but it stays deleted. With `purge=true`: original, derivatives, share links
 /// and rows are removed at once (204).
 ///
 /// # Errors
-/// 400 for a malformed id; 404 for an unknown id or another owner's upload; 503 when a
-/// dependency is down (call again: both forms are idempotent).
+/// 400 for a malformed id; 404 for an unknown id or another owner's upload (so also for a
+/// second `purge=true`); 503 when a dependency is down (call again: a soft delete is
+/// idempotent, and a purge that failed halfway finishes).
 #[utoipa::path(
     delete,
     path = "/v1/uploads/{id}",
@@ -86,12 +91,13 @@ pub async fn delete(
 /// Restores a deleted upload.
 ///
 /// Within `retention.deleted_secs` of its deletion: the upload returns to the state it was
-/// deleted from, with its files, URLs and share links.
+/// deleted from, with its files, URLs and share links. Idempotent: restoring an upload that is
+/// not deleted returns it as it is.
 ///
 /// # Errors
 /// 400 for a malformed id; 403 `quota_exceeded` when it would pass the owner's quota; 404 for
-/// an unknown id or another owner's upload; 409 `not_restorable` when it is not deleted or
-/// its retention has passed; 503 when a dependency is down.
+/// an unknown id or another owner's upload; 409 `not_restorable` when its retention has
+/// passed; 503 when a dependency is down.
 #[utoipa::path(
     post,
     path = "/v1/uploads/{id}/restore",
@@ -106,7 +112,7 @@ pub async fn delete(
         (status = 403, description = "`quota_exceeded`: restoring would pass the owner's quota; or `forbidden`: the credential lacks the `upload` scope", body = ErrorBody),
         (status = 404, description = "`not_found`: no such upload for this owner", body = ErrorBody),
         (status = 408, response = Timeout),
-        (status = 409, description = "`not_restorable`: it is not deleted, or its retention period has passed", body = ErrorBody),
+        (status = 409, description = "`not_restorable`: its retention period has passed", body = ErrorBody),
         (status = 500, response = Internal),
         (status = 502, response = StorageRejected),
         (status = 503, response = Unavailable),

@@ -9,8 +9,8 @@ use axum::Extension;
 use axum::body::Bytes;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
-use kiln_shared::config::ApiSettings;
-use kiln_shared::wire::{CreateUpload, ReplayRequest};
+use kiln_shared::config::{ApiSettings, ShareSettings};
+use kiln_shared::wire::{CreateShare, CreateUpload, ReplayRequest};
 use utoipa::openapi::Ref;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
@@ -136,7 +136,11 @@ pub struct RateLimited(pub ErrorBody);
 /// schema's `ids` `maxItems` (`api.max_replay_ids`, [`ReplayRequest::schema_for`]). It also
 /// lists 429 ([`RateLimited`]) on every `/v1/…` operation: a client IP over the failed
 /// authentication limit gets it on any of them (`crate::rate_limit::limit_auth_failures`).
-pub fn apply_settings(doc: &mut utoipa::openapi::OpenApi, api: &ApiSettings) {
+pub fn apply_settings(
+    doc: &mut utoipa::openapi::OpenApi,
+    api: &ApiSettings,
+    shares: &ShareSettings,
+) {
     for (path, item) in doc.paths.paths.iter_mut() {
         if !path.starts_with("/v1/") {
             continue;
@@ -163,6 +167,10 @@ pub fn apply_settings(doc: &mut utoipa::openapi::OpenApi, api: &ApiSettings) {
     components.schemas.insert(
         ReplayRequest::name().into_owned(),
         ReplayRequest::schema_for(api.max_replay_ids),
+    );
+    components.schemas.insert(
+        CreateShare::name().into_owned(),
+        CreateShare::schema_for(shares),
     );
 }
 

@@ -186,8 +186,10 @@ pub async fn show(
     Reader(principal): Reader,
     Path(id): Path<UploadId>,
 ) -> Result<Json<UploadView>, ApiError> {
+    // A deleted upload reads as missing until it is restored.
     let upload = db::get_owned(&state.pool, &principal.owner, id)
         .await?
+        .filter(|u| u.deleted_at.is_none())
         .ok_or(ApiError::NotFound)?;
     Ok(Json(view(&state, upload, true).await?))
 }

@@ -51,8 +51,10 @@ pub enum Restore {
     /// The upload is back, in the state it was deleted from (an `uploaded` row held again for
     /// admission).
     Restored(Box<Upload>),
-    /// It is not deleted, or it was deleted at or before the retention cutoff.
+    /// It was deleted at or before the retention cutoff.
     NotRestorable,
+    /// It is not deleted (restored already): nothing changed.
+    NotDeleted(Box<Upload>),
     /// Restoring would pass the owner's quota; nothing changed.
     Quota(QuotaDetail),
 }
@@ -103,19 +105,21 @@ pub async fn restore(
             .await?;
         let outcome = match row.map(Upload::try_from).transpose()? {
             None => None,
-            Some(u) if u.deleted_at.is_none_or(|at| at <= cutoff) => {
+            Some(u) if u.deleted_at.is_none() => Some(Err(Restore::NotDeleted(Box::new(u)))),
+            Some(u) if u.deleted_at.is_some_and(|at| at <= cutoff) => {
                 Some(Err(Restore::NotRestorable))
             }
             Some(u) => match refusal(&u, used, limits, defaults) {
                 Some(q) => Some(Err(Restore::Quota(q))),
                 None => {
-                    let row: UploadRow = sqlx::query_as(AssertSqlSafe(update))
+                    let row: Option<UploadRow> = sqlx::query_as(AssertSqlSafe(update))
                         .bind(id.0)
                         .bind(o)
                         .bind(now())
-                        .fetch_one(&mut *tx)
+                        .fetch_optional(&mut *tx)
                         .await?;
-                    Some(Ok(row))
+                    // None: purged since it was read.
+                    row.map(Ok)
                 }
             },
         };
@@ -178,19 +182,29 @@ pub struct Purged {
 
 /// Deletes upload `id`'s row with its derivative rows and share links, in one transaction, and
 /// returns which of its object keys no other row points at (a dedup sibling keeps shared
-/// objects alive). `None` when the row is already gone.
+/// objects alive). With `due` (the deleted and failed cutoffs of [`due_for_purge`]), only while
+/// the row is still due (a replay or restore since the scan keeps it). `None` when the row is
+/// gone or no longer due.
 ///
 /// # Errors
 /// [`DbError`] on database failure or a corrupt row.
-pub async fn purge_row(db: &Db, id: UploadId) -> Result<Option<Purged>, DbError> {
+pub async fn purge_row(
+    db: &Db,
+    id: UploadId,
+    due: Option<(DateTime<Utc>, DateTime<Utc>)>,
+) -> Result<Option<Purged>, DbError> {
     let select = format!(
-        "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = $1 {}",
+        "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = $1 AND (CAST($2 AS TIMESTAMPTZ) IS NULL \
+         OR (deleted_at IS NOT NULL AND deleted_at <= $2) \
+         OR (deleted_at IS NULL AND state IN ('failed', 'expired') AND updated_at <= $3)) {}",
         db.row_lock("FOR UPDATE")
     );
     let purged: Option<Purged> = with_pool!(db, p => {
         let mut tx = super::begin_write(p).await?;
         let row: Option<UploadRow> = sqlx::query_as(AssertSqlSafe(select))
             .bind(id.0)
+            .bind(due.map(|d| d.0))
+            .bind(due.map(|d| d.1))
             .fetch_optional(&mut *tx)
             .await?;
         match row.map(Upload::try_from).transpose()? {
@@ -311,7 +325,8 @@ pub async fn due_for_purge(
 }
 
 /// The dedup commit: when `owner` has a `ready`, not deleted upload other than `id` with
-/// SHA-256 `sha256`, commits `id` (`processing` under `attempt`) `ready` as its duplicate, in one
+/// SHA-256 `sha256` and the same declared `content_type` (so the declared type was checked
+/// against these very bytes once), commits `id` (`processing` under `attempt`) `ready` as its duplicate, in one
 /// transaction: the same final key, metadata and derivative rows (so both rows point at the same
 /// objects), `duplicate_of` set. Returns `Some((source, deleted))`, or `None`, changing nothing,
 /// when there is no such upload or the row is no longer this attempt's. On Postgres the source
@@ -326,10 +341,11 @@ pub async fn commit_duplicate(
     id: UploadId,
     attempt: i32,
     sha256: &str,
+    content_type: &str,
 ) -> Result<Option<(UploadId, bool)>, DbError> {
     let find = format!(
         "SELECT id FROM uploads WHERE owner = $1 AND sha256 = $2 AND state = 'ready' \
-         AND deleted_at IS NULL AND id <> $3 AND final_key IS NOT NULL \
+         AND deleted_at IS NULL AND id <> $3 AND final_key IS NOT NULL AND content_type = $4 \
          ORDER BY ready_at, id LIMIT 1 {}",
         db.row_lock("FOR SHARE")
     );
@@ -339,6 +355,7 @@ pub async fn commit_duplicate(
             .bind(owner.as_str())
             .bind(sha256)
             .bind(id.0)
+            .bind(content_type)
             .fetch_optional(&mut *tx)
             .await?;
         let Some(source) = source else {

@@ -27,7 +27,7 @@ pub struct ReadyUpload {
     pub derivatives: Vec<StoredRecipe>,
 }
 
-/// One page of `ready` uploads in id order (UUIDv7, so roughly oldest first), strictly after
+/// One page of `ready`, not deleted uploads in id order (UUIDv7, so roughly oldest first), strictly after
 /// `after`, at most `limit` of them, each with its stored recipes. Keyset pagination: pass the
 /// last id of a page to get the next; an empty page is the end. One statement (the page of ids
 /// left-joined to their derivatives), so the page and its recipes are one snapshot.
@@ -42,7 +42,8 @@ pub async fn ready_page(
     type Row = (uuid::Uuid, Option<String>, Option<i32>, Option<String>);
     let rows: Vec<Row> = with_pool!(db, p => sqlx::query_as(
         "SELECT u.id, d.rendition, d.recipe_version, d.recipe_hash FROM \
-         (SELECT id FROM uploads WHERE state = 'ready' AND (CAST($1 AS UUID) IS NULL OR id > $1) \
+         (SELECT id FROM uploads WHERE state = 'ready' AND deleted_at IS NULL \
+          AND (CAST($1 AS UUID) IS NULL OR id > $1) \
           ORDER BY id LIMIT $2) u \
          LEFT JOIN derivatives d ON d.upload_id = u.id ORDER BY u.id, d.rendition",
     )
@@ -89,7 +90,7 @@ pub async fn replace(
     // On Postgres, FOR SHARE holds the upload in `ready` until the commit without writing to
     // it and FOR UPDATE locks the rows being replaced; SQLite's write transaction holds all.
     let ready_sql = format!(
-        "SELECT 1 FROM uploads WHERE id = $1 AND state = 'ready' {}",
+        "SELECT 1 FROM uploads WHERE id = $1 AND state = 'ready' AND deleted_at IS NULL {}",
         db.row_lock("FOR SHARE")
     );
     let old_sql = format!(

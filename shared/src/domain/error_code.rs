@@ -72,7 +72,7 @@ pub enum ErrorCode {
     ShareExpired,
     /// The upload has no such rendition or original yet (it is not `ready`).
     NotReady,
-    /// Restore of an upload that is not deleted, or whose retention period has passed.
+    /// Restore of a deleted upload whose retention period has passed.
     NotRestorable,
 }
 
@@ -286,7 +286,7 @@ impl ErrorCode {
                 "not_restorable",
                 false,
                 409,
-                "The upload is not deleted, or its retention period has passed.",
+                "The upload's retention period has passed; it can no longer be restored.",
             ),
         }
     }

@@ -55,6 +55,15 @@ impl KeyLayout {
         format!("{}trash/{rest}", self.prefix)
     }
 
+    /// The key whose `trash/` copy `key` is ([`Self::trash`] undone); any other key as it is.
+    pub fn untrash(&self, key: &str) -> String {
+        let trash = format!("{}trash/", self.prefix);
+        match key.strip_prefix(trash.as_str()) {
+            Some(rest) => format!("{}{rest}", self.prefix),
+            None => key.to_owned(),
+        }
+    }
+
     /// The prefixes that hold one upload's objects (original and derivatives, and both in
     /// the trash); its temp key is [`Self::temp`].
     pub fn upload_prefixes(&self, owner: &OwnerId, id: UploadId) -> [String; 4] {

@@ -68,9 +68,12 @@ impl Lifecycle {
     /// it was deleted from, objects moved back from `trash/`, share links working again; an
     /// upload deleted while `uploaded` is admitted again.
     ///
+    /// Idempotent: restoring an upload that is not deleted moves back any file still in
+    /// `trash/` and returns it.
+    ///
     /// # Errors
     /// [`LifecycleError::NotFound`] for an unknown id or another owner's upload;
-    /// [`LifecycleError::NotRestorable`] when it is not deleted or its retention has passed;
+    /// [`LifecycleError::NotRestorable`] when its retention has passed;
     /// [`LifecycleError::QuotaExceeded`] when it would pass the owner's quota.
     pub async fn restore(&self, owner: &OwnerId, id: UploadId) -> Result<Upload, LifecycleError> {
         let cutoff = crate::db::ago(std::time::Duration::from_secs(
@@ -81,6 +84,12 @@ impl Lifecycle {
             .ok_or(LifecycleError::NotFound)?
         {
             Restore::Restored(u) => *u,
+            Restore::NotDeleted(u) => {
+                // Restored already (perhaps by a call that failed after the commit): make sure
+                // its files are back.
+                self.unhide(&u).await?;
+                return Ok(*u);
+            }
             Restore::NotRestorable => return Err(LifecycleError::NotRestorable),
             Restore::Quota(q) => return Err(LifecycleError::QuotaExceeded(q)),
         };
@@ -119,7 +128,17 @@ impl Lifecycle {
     /// A dependency error; the row may be gone with objects left, which a second call (or the
     /// owner's erase) removes through the prefix listing.
     pub async fn purge(&self, id: UploadId) -> Result<PurgeReport, LifecycleError> {
-        let Some(purged) = rows::purge_row(&self.pool, id).await? else {
+        self.purge_if(id, None).await
+    }
+
+    /// [`Lifecycle::purge`], only while the row is still `due` (see
+    /// [`rows::purge_row`]).
+    async fn purge_if(
+        &self,
+        id: UploadId,
+        due: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    ) -> Result<PurgeReport, LifecycleError> {
+        let Some(purged) = rows::purge_row(&self.pool, id, due).await? else {
             return Ok(PurgeReport::default());
         };
         let layout = self.storage.layout();
@@ -133,8 +152,14 @@ impl Lifecycle {
         for prefix in layout.upload_prefixes(&u.owner, u.id) {
             listed.extend(self.storage.list(&prefix).await?);
         }
-        let kept = rows::any_references(&self.pool, &listed).await?;
-        doomed.extend(listed.into_iter().filter(|k| !kept.contains(k)));
+        // A trash copy counts as its normal key: a dedup sibling may still point at it.
+        let normal: Vec<String> = listed.iter().map(|k| layout.untrash(k)).collect();
+        let kept = rows::any_references(&self.pool, &normal).await?;
+        doomed.extend(
+            listed
+                .into_iter()
+                .filter(|k| !kept.contains(&layout.untrash(k))),
+        );
         let objects = self.delete_objects(&doomed).await?;
         tracing::info!(upload_id = %id, owner = %u.owner, objects, "upload purged");
         Ok(PurgeReport {
@@ -160,8 +185,9 @@ impl Lifecycle {
             return Ok(report);
         }
         self.uploads.forget_finished_of(&due).await?;
+        self.renditions.forget_finished_of(&due).await?;
         for id in due {
-            report.add(&self.purge(id).await?);
+            report.add(&self.purge_if(id, Some((deleted, failed))).await?);
         }
         Ok(report)
     }
@@ -193,13 +219,24 @@ impl Lifecycle {
     }
 
     /// Moves a deleted upload's objects under `trash/`, except those a live (not deleted)
-    /// sibling points at. Repeatable: a key already moved is skipped.
+    /// sibling points at. Repeatable: a key already moved is skipped. Reads the row first and
+    /// again after: a row no longer deleted is left alone, and one restored while its objects
+    /// moved gets them back.
     pub(super) async fn hide(&self, upload: &Upload) -> Result<(), LifecycleError> {
+        match reads::get(&self.pool, upload.id).await? {
+            Some(row) if row.deleted_at.is_some() => {}
+            _ => return Ok(()),
+        }
         let keys = self.object_keys(upload).await?;
         let shared = rows::live_references(&self.pool, &keys, upload.id).await?;
         for key in keys.iter().filter(|k| !shared.contains(*k)) {
             self.move_object(key, &self.storage.layout().trash(key))
                 .await?;
+        }
+        if let Some(row) = reads::get(&self.pool, upload.id).await?
+            && row.deleted_at.is_none()
+        {
+            self.unhide(&row).await?;
         }
         Ok(())
     }

@@ -69,8 +69,8 @@ pub enum LifecycleError {
     /// No such upload for this owner (`not_found`).
     #[error("upload not found")]
     NotFound,
-    /// Restore of an upload that is not deleted or is past its retention (`not_restorable`).
-    #[error("the upload is not deleted, or its retention period has passed")]
+    /// Restore of an upload past its retention (`not_restorable`).
+    #[error("the upload's retention period has passed; it can no longer be restored")]
     NotRestorable,
     /// The upload has no such file yet (`not_ready`): it is not `ready`, or has no such
     /// rendition.

@@ -108,26 +108,49 @@ impl Lifecycle {
                 Ok(true)
             }
             None => {
-                if reads::get(&self.pool, upload.id).await?.is_none() {
-                    let mut written: Vec<String> =
-                        derivatives.iter().map(|d| d.object_key.clone()).collect();
-                    written.push(final_key.to_owned());
-                    let kept = assets_rows::any_references(&self.pool, &written).await?;
-                    let doomed: std::collections::BTreeSet<String> =
-                        written.into_iter().filter(|k| !kept.contains(k)).collect();
-                    let n = self.delete_objects(&doomed).await?;
-                    tracing::info!(
-                        objects = n,
-                        "upload was purged while processing; deleted what this attempt wrote"
-                    );
-                }
+                let mut written: Vec<String> =
+                    derivatives.iter().map(|d| d.object_key.clone()).collect();
+                written.push(final_key.to_owned());
+                self.discard_written(upload.id, &written).await?;
                 Ok(false)
             }
         }
     }
 
+    /// After a job's commit was refused (the row moved on while it ran): if the upload is gone
+    /// (purged), deletes the objects `written` that no row points at; if it is deleted, moves
+    /// its objects under `trash/` (the job may have rewritten them at their normal keys);
+    /// otherwise leaves them to the attempt that holds the row.
+    ///
+    /// # Errors
+    /// [`LifecycleError`] when a read, move or delete fails.
+    pub async fn discard_written(
+        &self,
+        id: UploadId,
+        written: &[String],
+    ) -> Result<(), LifecycleError> {
+        match reads::get(&self.pool, id).await? {
+            None => {
+                let kept = assets_rows::any_references(&self.pool, written).await?;
+                let doomed: std::collections::BTreeSet<String> = written
+                    .iter()
+                    .filter(|k| !kept.contains(*k))
+                    .cloned()
+                    .collect();
+                let n = self.delete_objects(&doomed).await?;
+                tracing::info!(
+                    objects = n,
+                    "upload was purged while a job ran; deleted what it wrote"
+                );
+            }
+            Some(row) if row.deleted_at.is_some() => self.hide(&row).await?,
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
     /// Dedup: when the owner already has a `ready`, not deleted upload with the same bytes
-    /// (SHA-256 `sha256`, hex), commits this claimed upload `ready` as its duplicate without
+    /// (SHA-256 `sha256`, hex) declared with the same content type, commits this claimed upload `ready` as its duplicate without
     /// processing it: the same final key, metadata and derivative rows (the objects are
     /// stored once and shared; purge keeps them while any row points at them), `duplicate_of`
     /// set. Never across owners. Returns the upload it duplicates, or `None` (nothing changed:
@@ -146,6 +169,7 @@ impl Lifecycle {
             upload.id,
             upload.attempts,
             sha256,
+            &upload.content_type,
         )
         .await?
         else {

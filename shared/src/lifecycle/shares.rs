@@ -174,8 +174,10 @@ impl Lifecycle {
         self.file_of(&upload, &req.rendition).await?;
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>()?);
         let share_id = format!("shr_{}", hex::encode(random_bytes::<12>()?));
-        let expires_at = Utc::now()
-            + chrono::TimeDelta::from_std(req.expires_in).unwrap_or(chrono::TimeDelta::MAX);
+        let expires_at = chrono::TimeDelta::from_std(req.expires_in)
+            .ok()
+            .and_then(|d| Utc::now().checked_add_signed(d))
+            .ok_or_else(|| LifecycleError::Internal("share expiry out of range".into()))?;
         let share = rows::insert(
             &self.pool,
             &NewShare {
@@ -196,15 +198,13 @@ impl Lifecycle {
     /// The share links of the owner's upload (revoked ones included), oldest first.
     ///
     /// # Errors
-    /// [`LifecycleError::NotFound`] for an unknown or another owner's upload.
+    /// [`LifecycleError::NotFound`] for an unknown, deleted or another owner's upload.
     pub async fn list_shares(
         &self,
         owner: &OwnerId,
         id: UploadId,
     ) -> Result<Vec<Share>, LifecycleError> {
-        reads::get_owned(&self.pool, owner, id)
-            .await?
-            .ok_or(LifecycleError::NotFound)?;
+        self.visible(owner, id).await?;
         Ok(rows::list(&self.pool, owner, id).await?)
     }
 

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::{RefOr, Schema};
 use utoipa::{IntoParams, ToSchema};
 
 use super::Rejection;
@@ -35,6 +36,19 @@ pub struct CreateShare {
 }
 
 impl CreateShare {
+    /// This type's schema with `expires_in`'s maximum set to `settings.max_expires_in_secs`
+    /// (the served document states the configured limit).
+    pub fn schema_for(settings: &ShareSettings) -> RefOr<Schema> {
+        let mut schema = <Self as utoipa::PartialSchema>::schema();
+        if let RefOr::T(Schema::Object(body)) = &mut schema
+            && let Some(RefOr::T(Schema::Object(expires_in))) =
+                body.properties.get_mut("expires_in")
+        {
+            expires_in.maximum = Some(settings.max_expires_in_secs.into());
+        }
+        schema
+    }
+
     /// Checks the request against `settings`.
     ///
     /// # Errors

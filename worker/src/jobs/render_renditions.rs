@@ -113,10 +113,10 @@ pub async fn render(
         tracing::info!("upload does not exist; acking without work");
         return Ok(Outcome::Skipped);
     };
-    if upload.state != UploadState::Ready {
+    if upload.state != UploadState::Ready || upload.deleted_at.is_some() {
         tracing::info!(
-            state = upload.state.as_str(),
-            "upload is not ready; acking without work"
+            state = upload.visible_state().as_str(),
+            "upload is not ready (or deleted); acking without work"
         );
         return Ok(Outcome::Skipped);
     }
@@ -157,6 +157,11 @@ pub async fn render(
         .await
         .map_err(|e| Failure::from_error(&e))?
     else {
+        // Deleted, purged or replayed meanwhile: what this job stored is not to be served.
+        let written: Vec<String> = stored.iter().map(|d| d.object_key.clone()).collect();
+        if let Err(e) = ctx.lifecycle.discard_written(upload.id, &written).await {
+            tracing::warn!(error = %e, "could not clean up after an upload that left ready");
+        }
         tracing::info!("upload left ready meanwhile; acking without committing");
         return Ok(Outcome::Skipped);
     };
