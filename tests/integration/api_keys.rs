@@ -109,12 +109,22 @@ async fn scopes_are_enforced_per_route() {
         StatusCode::ACCEPTED
     );
 
-    // Not `read`: no get, no list. Not `admin`: no admin route.
-    for path in [format!("/v1/uploads/{id}"), "/v1/uploads".to_owned()] {
+    // Not `read`: no get, no list, no original, no share links. Not `admin`: no admin route.
+    for path in [
+        format!("/v1/uploads/{id}"),
+        "/v1/uploads".to_owned(),
+        format!("/v1/uploads/{id}/original"),
+        format!("/v1/uploads/{id}/shares"),
+    ] {
         let resp = call(&app, Method::GET, &path, key, None).await;
         let message = refused(resp, StatusCode::FORBIDDEN, ErrorCode::Forbidden).await;
         assert!(message.contains("read scope"), "{path}: {message}");
     }
+    let share = json!({"rendition": "thumb", "expires_in": 60});
+    let path = format!("/v1/uploads/{id}/shares");
+    let resp = call(&app, Method::POST, &path, key, Some(share)).await;
+    let message = refused(resp, StatusCode::FORBIDDEN, ErrorCode::Forbidden).await;
+    assert!(message.contains("read scope"), "{message}");
     let replay = json!({"ids": [id]});
     let resp = call(
         &app,

@@ -313,6 +313,19 @@ pub fn token_for(settings: &Settings, owner: &OwnerId, admin: bool) -> String {
         .unwrap()
 }
 
+/// A copy of the JPEG `bytes` with a comment segment (`FF FE`, `tag`) right after SOI: the same
+/// image, other bytes, so per-owner dedup processes each copy on its own.
+pub fn distinct_jpeg(bytes: &[u8], tag: &str) -> Vec<u8> {
+    assert!(bytes.starts_with(&[0xff, 0xd8]), "not a JPEG");
+    let len = u16::try_from(tag.len() + 2).unwrap().to_be_bytes();
+    let mut out = Vec::with_capacity(bytes.len() + tag.len() + 4);
+    out.extend_from_slice(&bytes[..2]);
+    out.extend_from_slice(&[0xff, 0xfe, len[0], len[1]]);
+    out.extend_from_slice(tag.as_bytes());
+    out.extend_from_slice(&bytes[2..]);
+    out
+}
+
 /// Hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

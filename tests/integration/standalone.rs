@@ -18,7 +18,7 @@ use serde_json::Value;
 use tokio::io::AsyncBufReadExt as _;
 use tokio::process::{Child, Command};
 
-use crate::helpers::{GOOD_DIRS, kiln_bin, photos, send_to_s3};
+use crate::helpers::{GOOD_DIRS, distinct_jpeg, kiln_bin, photos, send_to_s3};
 
 /// A running `kiln serve` on its own data directory.
 struct Serve {
@@ -273,8 +273,13 @@ async fn kill_9_mid_batch_then_restart_loses_nothing() {
     let serve = Serve::start(&dir, &s3, &[]).await;
     let photo = std::fs::read(&photos("orientation")[0]).unwrap();
     let mut ids = Vec::new();
-    for _ in 0..100 {
-        ids.push(serve.submit(&photo).await);
+    // Distinct bytes per upload, so dedup skips none of them and each has its own files.
+    for i in 0..100 {
+        ids.push(
+            serve
+                .submit(&distinct_jpeg(&photo, &format!("copy-{i:03}")))
+                .await,
+        );
     }
     // Kill it while the batch is still being processed.
     loop {

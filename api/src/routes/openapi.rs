@@ -72,8 +72,9 @@ impl Modify for BearerScheme {
         http.description = Some(
             "A JWT (`sub` is the owner; HS256 with `auth.jwt_secret`, or EdDSA/RS256 with the \
              configured public keys) or an API key `kiln_{prefix}_{secret}` (`kiln keys \
-             create`, `POST /v1/admin/keys`). Each route needs a scope: `upload` (create and \
-             complete uploads), `read` (get and list them) or `admin` (`/v1/admin/…`). A JWT \
+             create`, `POST /v1/admin/keys`). Each route needs a scope: `upload` (create, \
+             complete, delete and restore uploads), `read` (get and list them, download originals, \
+             manage share links) or `admin` (`/v1/admin/…`). A JWT \
              carries `upload` and `read`, and `admin` too when its `scope` claim has `admin`; \
              an API key carries the scopes it was created with."
                 .into(),

@@ -1,4 +1,5 @@
-//! Share links: the owner creates, lists and revokes them (`/v1/uploads/{id}/shares…`); anyone
+//! Share links: the owner creates, lists and revokes them (`/v1/uploads/{id}/shares…`, the
+//! `read` scope, as sharing is reading on someone else's behalf); anyone
 //! holding one opens it (`GET /s/{token}`, no token header) and is redirected to a short-lived
 //! presigned GET of the shared rendition or original.
 
@@ -9,7 +10,7 @@ use kiln_shared::domain::UploadId;
 use kiln_shared::lifecycle::NewShareLink;
 use kiln_shared::wire::{CreateShare, ShareList, ShareView};
 
-use crate::auth::{Reader, Uploader};
+use crate::auth::Reader;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path};
 use crate::routes::assets::redirect;
@@ -68,7 +69,7 @@ fn base_url(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
 )]
 pub async fn create(
     State(state): State<AppState>,
-    Uploader(principal): Uploader,
+    Reader(principal): Reader,
     Path(id): Path<UploadId>,
     headers: HeaderMap,
     Json(req): Json<CreateShare>,
@@ -165,7 +166,7 @@ pub async fn list(
 )]
 pub async fn revoke(
     State(state): State<AppState>,
-    Uploader(principal): Uploader,
+    Reader(principal): Reader,
     Path((id, share_id)): Path<(UploadId, String)>,
 ) -> Result<Json<ShareView>, ApiError> {
     let share = state

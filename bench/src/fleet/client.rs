@@ -10,6 +10,33 @@ use kiln_client::KilnClient;
 use kiln_shared::wire::CreateUpload;
 use uuid::Uuid;
 
+/// Bytes [`distinct_copy`] adds to the photo: a JPEG comment segment (marker, length) with a
+/// 32-hex-digit tag, or the same tag after a 4-byte `KCPY` trailer for other formats.
+pub const COPY_TAG_BYTES: usize = 4 + 32;
+
+/// A copy of `bytes` whose SHA-256 no other copy shares (a fresh UUIDv7 as its tag), so Kiln's
+/// per-owner dedup does not skip it and every upload of the bench is decoded and rendered. A
+/// JPEG gets a comment segment (`FF FE`) right after SOI, which decoders skip; any other file
+/// gets a trailer after its end, which decoders ignore. [`COPY_TAG_BYTES`] longer than `bytes`.
+pub fn distinct_copy(bytes: &[u8]) -> Bytes {
+    let tag = Uuid::now_v7().simple().to_string();
+    let mut out = Vec::with_capacity(bytes.len() + COPY_TAG_BYTES);
+    if bytes.starts_with(&[0xff, 0xd8]) {
+        let len = u16::try_from(tag.len() + 2)
+            .unwrap_or(u16::MAX)
+            .to_be_bytes();
+        out.extend_from_slice(&bytes[..2]);
+        out.extend_from_slice(&[0xff, 0xfe, len[0], len[1]]);
+        out.extend_from_slice(tag.as_bytes());
+        out.extend_from_slice(&bytes[2..]);
+    } else {
+        out.extend_from_slice(bytes);
+        out.extend_from_slice(b"KCPY");
+        out.extend_from_slice(tag.as_bytes());
+    }
+    Bytes::from(out)
+}
+
 /// Uploads authorized and sent at once by [`send_many`].
 const SEND_CONCURRENCY: usize = 8;
 
@@ -17,7 +44,8 @@ const SEND_CONCURRENCY: usize = 8;
 const COMPLETE_CONCURRENCY: usize = 16;
 
 /// Authorizes `n` uploads of `upload` (each its own upload id; `upload.method` should be
-/// `put`) and sends `bytes` (exactly `upload.byte_size` of them) to S3 for each,
+/// `put`) and sends a [`distinct_copy`] of `bytes` (so `upload.byte_size` must be
+/// `bytes.len() + COPY_TAG_BYTES`) to S3 for each,
 /// [`SEND_CONCURRENCY`] at a time, with a progress bar; transfer retries are reported on
 /// stderr. Returns the upload ids, in order; they stay `pending` until [`complete_all`].
 ///
@@ -36,7 +64,8 @@ pub async fn send_many(
     let ids = futures::stream::iter(0..n)
         .map(|_| async {
             let auth = client.authorize(upload).await?;
-            let body = || reqwest::Body::from(bytes.clone());
+            let copy = distinct_copy(bytes);
+            let body = || reqwest::Body::from(copy.clone());
             let on_retry = |e: &kiln_client::ClientError, after| {
                 eprintln!("{}: {}; retrying in {after:?}", upload.filename, e.report());
             };

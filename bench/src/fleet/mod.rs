@@ -8,8 +8,9 @@
 //! (each with `worker.concurrency = --concurrency`, default 1, and its metrics on a port of its
 //! own choosing, which it reports), all children of this process with this process' settings
 //! (passed whole as `KILN__…` env, [`kiln_shared::Settings::to_env`]). Before the workers
-//! start, the bench authorizes `--uploads` copies of one photo and sends them to S3 through
-//! presigned PUT URLs, so the transfer is not timed. It warms each worker up with two uploads,
+//! start, the bench authorizes `--uploads` copies of one photo (each made distinct by a JPEG
+//! comment, so per-owner dedup decodes every one) and sends them to S3 through presigned PUT
+//! URLs, so the transfer is not timed. It warms each worker up with two uploads,
 //! then calls complete on all the others at once and waits until Postgres shows every one
 //! `ready`.
 //! - throughput = uploads ÷ (last `ready_at` − first `completed_at`), from the database;
@@ -326,8 +327,8 @@ impl Fleet<'_> {
 
     /// Authorizes `n` uploads of the photo and sends each to S3.
     async fn send(&self, api: &KilnClient, n: u32) -> anyhow::Result<Vec<Uuid>> {
-        let upload =
-            kiln_client::describe(&self.args.photo, self.bytes.len() as u64, UploadMethod::Put);
+        let size = (self.bytes.len() + client::COPY_TAG_BYTES) as u64;
+        let upload = kiln_client::describe(&self.args.photo, size, UploadMethod::Put);
         client::send_many(api, &upload, self.bytes, n).await
     }
 }

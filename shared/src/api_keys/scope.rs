@@ -1,5 +1,6 @@
-//! Scopes: what a credential may do. Every route needs one: `upload` (authorize and complete
-//! uploads), `read` (read and list them) or `admin` (every `/v1/admin/…` route). An API key
+//! Scopes: what a credential may do. Every route needs one: `upload` (authorize, complete,
+//! delete and restore uploads), `read` (read and list them, download originals, manage share
+//! links) or `admin` (every `/v1/admin/…` route). An API key
 //! carries the set it was created with; a JWT without `admin` in its `scope` claim gets
 //! `upload` and `read`, one with `admin` gets all three ([`Scopes::for_jwt`]).
 

@@ -156,6 +156,9 @@ impl Lifecycle {
     /// set. Never across owners. Returns the upload it duplicates, or `None` (nothing changed:
     /// no such upload, or another attempt holds the row) to process it normally.
     ///
+    /// After the commit, deletes what an earlier attempt of this upload left under its own
+    /// prefixes (nothing points at it any more; best effort, logged).
+    ///
     /// # Errors
     /// [`LifecycleError::Db`] on database failure.
     pub async fn commit_duplicate(
@@ -175,10 +178,31 @@ impl Lifecycle {
         else {
             return Ok(None);
         };
+        // An earlier attempt may have written this upload's own derivatives or promoted its
+        // original before it died; nothing points at them now.
+        if let Err(e) = self.delete_own_leftovers(upload).await {
+            tracing::warn!(error = %e, "could not delete an earlier attempt's objects; a purge will");
+        }
         if deleted && let Some(row) = reads::get(&self.pool, upload.id).await? {
             self.hide(&row).await?;
         }
         Ok(Some(source))
+    }
+
+    /// Deletes the objects under `upload`'s own original and derivative prefixes that no row
+    /// points at.
+    async fn delete_own_leftovers(&self, upload: &Upload) -> Result<(), LifecycleError> {
+        let [originals, derivatives, ..] = self
+            .storage
+            .layout()
+            .upload_prefixes(&upload.owner, upload.id);
+        let mut own = self.storage.list(&originals).await?;
+        own.extend(self.storage.list(&derivatives).await?);
+        let kept = assets_rows::any_references(&self.pool, &own).await?;
+        let doomed: std::collections::BTreeSet<String> =
+            own.into_iter().filter(|k| !kept.contains(k)).collect();
+        self.delete_objects(&doomed).await?;
+        Ok(())
     }
 
     /// Deletes `key` (an object this upload no longer needs, such as its own original after it
