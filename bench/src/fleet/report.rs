@@ -111,7 +111,7 @@ impl Report {
                 }
             ),
             format!(
-                "Photo: {} ({:.1} MB), every upload the same file; worker.concurrency {} per process; \
+                "Photo: {} ({:.1} MB), every upload a distinct copy of it (a JPEG comment each, so dedup skips none); worker.concurrency {} per process; \
                  redis.poll_interval_ms {}. Postgres, Redis, the S3 server and the API share the machine.",
                 self.photo.display(),
                 self.photo_bytes as f64 / 1e6,

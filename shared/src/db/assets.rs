@@ -18,6 +18,10 @@ use crate::config::QuotaSettings;
 use crate::domain::{OwnerId, Upload, UploadId, UploadState};
 use crate::wire::QuotaDetail;
 
+/// Whether any row points at object key `$1` (as an upload's final key or a derivative's key).
+const REFERENCED: &str = "SELECT 1 FROM uploads WHERE final_key = $1 UNION ALL \
+                          SELECT 1 FROM derivatives WHERE object_key = $1 LIMIT 1";
+
 fn into_upload(row: Option<UploadRow>) -> Result<Option<Upload>, DbError> {
     row.map(Upload::try_from).transpose()
 }
@@ -229,10 +233,7 @@ pub async fn purge_row(
                 keys.extend(upload.final_key.clone());
                 let mut unreferenced = Vec::new();
                 for key in keys {
-                    let used: Option<i32> = sqlx::query_scalar(
-                        "SELECT 1 FROM uploads WHERE final_key = $1 UNION ALL \
-                         SELECT 1 FROM derivatives WHERE object_key = $1 LIMIT 1",
-                    )
+                    let used: Option<i32> = sqlx::query_scalar(REFERENCED)
                     .bind(&key)
                     .fetch_optional(&mut *tx)
                     .await?;
@@ -286,10 +287,7 @@ pub async fn live_references(
 pub async fn any_references(db: &Db, keys: &[String]) -> Result<BTreeSet<String>, DbError> {
     let mut used = BTreeSet::new();
     for key in keys {
-        let hit: Option<i32> = with_pool!(db, p => sqlx::query_scalar(
-            "SELECT 1 FROM uploads WHERE final_key = $1 UNION ALL \
-             SELECT 1 FROM derivatives WHERE object_key = $1 LIMIT 1",
-        )
+        let hit: Option<i32> = with_pool!(db, p => sqlx::query_scalar(REFERENCED)
         .bind(key)
         .fetch_optional(p)
         .await)?;

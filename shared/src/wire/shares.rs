@@ -11,7 +11,7 @@ use crate::config::ShareSettings;
 use crate::db::shares::Share;
 use crate::domain::UploadId;
 
-/// Longest rendition name a share may name, in bytes.
+/// Longest rendition name a share may name, in characters.
 pub const MAX_RENDITION_NAME: usize = 64;
 
 /// Body of `POST /v1/uploads/{id}/shares`.
@@ -54,8 +54,10 @@ impl CreateShare {
     /// # Errors
     /// [`Rejection::Invalid`] naming the field and the rule.
     pub fn validate(&self, settings: &ShareSettings) -> Result<(), Rejection> {
-        if self.rendition.is_empty() || self.rendition.len() > MAX_RENDITION_NAME {
-            return Err(Rejection::invalid("rendition: 1–64 bytes"));
+        // JSON Schema lengths count characters.
+        let chars = self.rendition.chars().count();
+        if chars == 0 || chars > MAX_RENDITION_NAME {
+            return Err(Rejection::invalid("rendition: 1–64 characters"));
         }
         if self.expires_in == 0 || self.expires_in > settings.max_expires_in_secs {
             return Err(Rejection::invalid(format!(
@@ -172,6 +174,7 @@ mod tests {
     fn validate_names_the_field_out_of_range() {
         let s = ShareSettings::default();
         assert!(req("preview", 60, Some(1)).validate(&s).is_ok());
+        assert!(req(&"é".repeat(64), 60, None).validate(&s).is_ok());
         assert!(
             req("original", s.max_expires_in_secs, None)
                 .validate(&s)
@@ -180,6 +183,7 @@ mod tests {
         for (bad, field) in [
             (req("", 60, None), "rendition"),
             (req(&"x".repeat(65), 60, None), "rendition"),
+            (req(&"é".repeat(65), 60, None), "rendition"),
             (req("thumb", 0, None), "expires_in"),
             (req("thumb", s.max_expires_in_secs + 1, None), "expires_in"),
             (req("thumb", 60, Some(0)), "max_downloads"),
