@@ -59,7 +59,7 @@ impl Lifecycle {
                 .await?
                 .ok_or(LifecycleError::NotFound)?,
         };
-        self.hide(&upload).await?;
+        self.hide(id).await?;
         tracing::info!(upload_id = %id, %owner, state = upload.state.as_str(), "upload deleted");
         Ok(upload)
     }
@@ -218,16 +218,16 @@ impl Lifecycle {
         Ok(keys)
     }
 
-    /// Moves a deleted upload's objects under `trash/`, except those a live (not deleted)
-    /// sibling points at. Repeatable: a key already moved is skipped. Reads the row first and
-    /// again after: a row no longer deleted is left alone, and one restored while its objects
-    /// moved gets them back.
-    pub(super) async fn hide(&self, upload: &Upload) -> Result<(), LifecycleError> {
-        match reads::get(&self.pool, upload.id).await? {
-            Some(row) if row.deleted_at.is_some() => {}
+    /// Moves the objects of upload `id`, if it is deleted, under `trash/`, except those a live
+    /// (not deleted) sibling points at. Repeatable: a key already moved is skipped. Reads the
+    /// row first and again after: a row no longer deleted is left alone, and one restored while
+    /// its objects moved gets them back.
+    pub(super) async fn hide(&self, id: UploadId) -> Result<(), LifecycleError> {
+        let upload = match reads::get(&self.pool, id).await? {
+            Some(row) if row.deleted_at.is_some() => row,
             _ => return Ok(()),
-        }
-        let keys = self.object_keys(upload).await?;
+        };
+        let keys = self.object_keys(&upload).await?;
         let shared = rows::live_references(&self.pool, &keys, upload.id).await?;
         for key in keys.iter().filter(|k| !shared.contains(*k)) {
             self.move_object(key, &self.storage.layout().trash(key))

@@ -101,9 +101,7 @@ impl Lifecycle {
         match committed {
             Some(false) => Ok(true),
             Some(true) => {
-                if let Some(row) = reads::get(&self.pool, upload.id).await? {
-                    self.hide(&row).await?;
-                }
+                self.hide(upload.id).await?;
                 tracing::info!("upload was deleted while processing; committed and kept deleted");
                 Ok(true)
             }
@@ -143,7 +141,7 @@ impl Lifecycle {
                     "upload was purged while a job ran; deleted what it wrote"
                 );
             }
-            Some(row) if row.deleted_at.is_some() => self.hide(&row).await?,
+            Some(row) if row.deleted_at.is_some() => self.hide(id).await?,
             Some(_) => {}
         }
         Ok(())
@@ -183,8 +181,8 @@ impl Lifecycle {
         if let Err(e) = self.delete_own_leftovers(upload).await {
             tracing::warn!(error = %e, "could not delete an earlier attempt's objects; a purge will");
         }
-        if deleted && let Some(row) = reads::get(&self.pool, upload.id).await? {
-            self.hide(&row).await?;
+        if deleted {
+            self.hide(upload.id).await?;
         }
         Ok(Some(source))
     }
